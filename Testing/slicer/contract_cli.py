@@ -1,0 +1,149 @@
+"""A stand-in for the ``weakseg`` command line that follows the shared contract.
+
+It lets the Slicer-side tests check everything the extension does around the command line
+(arguments, file formats, geometry, progress lines, exit codes, cancel) in well under a
+second, without training anything:
+
+* ``segment``: every voxel takes the class whose scribbles' mean intensity is closest to its
+  own, so a result matches the truth only if image and scribbles reached it aligned;
+* ``train``: checks the training folder (every ``_scribble``/``_label`` file on its image's
+  grid) and writes a JSON "model" naming its classes, cases and image labels;
+* ``predict``: labels voxels in the top quarter of the intensity range as the model's first
+  foreground class and writes ``<input stem>.seg.nrrd`` with WeakSegLib's writer.
+
+Test-only switches (environment): ``WEAKSEG_STUB_SLEEP=<seconds>`` sleeps while reporting
+progress before working (to test cancel); ``WEAKSEG_STUB_FAIL=<message>`` exits with code 2
+and "<first input file>: <message>" (to test error reporting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+UNLABELLED = 255
+
+
+def progress(percent: float, message: str) -> None:
+    print(f"PROGRESS {percent:.0f} {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"weakseg: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def testSwitches(firstInput: str) -> None:
+    if os.environ.get("WEAKSEG_STUB_FAIL"):
+        fail(f"{firstInput}: {os.environ['WEAKSEG_STUB_FAIL']}")
+    seconds = float(os.environ.get("WEAKSEG_STUB_SLEEP", "0"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progress(1, "waiting")
+        time.sleep(0.1)
+
+
+def sameGrid(a: sitk.Image, b: sitk.Image) -> bool:
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4)
+    )
+
+
+def segment(arguments) -> None:
+    image = sitk.ReadImage(arguments.image)
+    scribbles = sitk.ReadImage(arguments.scribbles)
+    if not sameGrid(image, scribbles):
+        fail(f"{arguments.scribbles}: does not match the image's grid")
+    classes = arguments.classes.split(",")
+    codes = sitk.GetArrayFromImage(scribbles)
+    intensities = sitk.GetArrayFromImage(image).astype(float)
+    progress(10, "scribbles read")
+    distances = []
+    for code, name in enumerate(classes):
+        scribbled = intensities[codes == code]
+        distances.append(np.abs(intensities - scribbled.mean()) if scribbled.size else np.full(codes.shape, np.inf))
+        progress(10 + 80 * (code + 1) / len(classes), f"class {name}")
+    labels = sitk.GetImageFromArray(np.argmin(np.stack(distances), axis=0).astype(np.uint8))
+    labels.CopyInformation(image)
+    sitk.WriteImage(labels, arguments.out)
+    progress(100, "done")
+
+
+def train(arguments) -> None:
+    folder = Path(arguments.data_dir)
+    cases = sorted(path.name[: -len("_image.nii.gz")] for path in folder.glob("*_image.nii.gz"))
+    if not cases:
+        fail(f"{folder}: no *_image.nii.gz files")
+    for case in cases:
+        for suffix in ("scribble", "label"):
+            path = folder / f"{case}_{suffix}.nii.gz"
+            if path.exists() and not sameGrid(sitk.ReadImage(str(folder / f"{case}_image.nii.gz")), sitk.ReadImage(str(path))):
+                fail(f"{path}: does not match its image's grid")
+        progress(100 * (cases.index(case) + 1) / len(cases), f"case {case}")
+    labelsFile = folder / "image_labels.csv"
+    model = {
+        "classes": arguments.classes.split(","),
+        "cases": cases,
+        "scribbled": [case for case in cases if (folder / f"{case}_scribble.nii.gz").exists()],
+        "masked": [case for case in cases if (folder / f"{case}_label.nii.gz").exists()],
+        "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
+    }
+    Path(arguments.out).write_text(json.dumps(model))
+
+
+def predict(arguments) -> None:
+    from weakseg.segnrrd import Segment, default_color, write_seg_nrrd
+
+    model = json.loads(Path(arguments.model).read_text())
+    foreground = model["classes"][1]
+    os.makedirs(arguments.out, exist_ok=True)
+    for index, path in enumerate(arguments.images):
+        image = sitk.ReadImage(path)
+        array = sitk.GetArrayFromImage(image).astype(float)
+        labels = (array > array.min() + 0.75 * (array.max() - array.min())).astype(np.uint8)
+        stem = Path(path).name.split(".")[0]
+        if arguments.format != ".seg.nrrd":
+            fail(f"{arguments.format}: the stand-in writes .seg.nrrd only")
+        write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, default_color(1))])
+        progress(100 * (index + 1) / len(arguments.images), f"{stem}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="weakseg")
+    commands = parser.add_subparsers(dest="command", required=True)
+    segmentParser = commands.add_parser("segment")
+    segmentParser.add_argument("image")
+    segmentParser.add_argument("--scribbles", required=True)
+    segmentParser.add_argument("--out", required=True)
+    segmentParser.add_argument("--classes", required=True)
+    segmentParser.add_argument("--method", choices=("weakseg", "growcut"), default="weakseg")
+    trainParser = commands.add_parser("train")
+    trainParser.add_argument("data_dir")
+    trainParser.add_argument("--out", required=True)
+    trainParser.add_argument("--classes", required=True)
+    trainParser.add_argument("--resume", action="store_true")
+    predictParser = commands.add_parser("predict")
+    predictParser.add_argument("model")
+    predictParser.add_argument("images", nargs="+")
+    predictParser.add_argument("--out", required=True)
+    predictParser.add_argument("--format", choices=(".seg.nrrd", ".nii.gz", ".nrrd"), default=".seg.nrrd")
+    for sub in (segmentParser, trainParser, predictParser):
+        sub.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
+    arguments = parser.parse_args()
+    firstInput = {"segment": "scribbles", "train": "data_dir", "predict": "model"}[arguments.command]
+    testSwitches(getattr(arguments, firstInput))
+    {"segment": segment, "train": train, "predict": predict}[arguments.command](arguments)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The Qt-free process runner (WeakSegExtensionLib.runner): streaming, exit codes, cancel.
+
+Each test runs a few lines of Python with ``sys.executable`` as the child process, so no
+WeakSegLib and no slicer-core is needed. Every run takes well under a second except the
+cancel tests, which wait for a child that would otherwise sleep for a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+
+import pytest
+
+from WeakSegExtensionLib.runner import CliRunner, LogEvent, ProgressEvent, parseLine
+
+
+def pythonCommand(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def isAlive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent to reap it counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except OSError:
+        return True
+
+
+def waitUntil(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_progress_lines_are_parsed_and_other_lines_are_logs():
+    assert parseLine("PROGRESS 42 training epoch 3/10\n", "stdout") == ProgressEvent(42.0, "training epoch 3/10")
+    assert parseLine("PROGRESS 12.5\n", "stdout") == ProgressEvent(12.5, "")
+    assert parseLine("PROGRESS 140 over\n", "stdout") == ProgressEvent(100.0, "over")
+    assert parseLine("PROGRESS 10 from stderr\n", "stderr") == LogEvent("PROGRESS 10 from stderr", "stderr")
+    assert parseLine("loading image\n", "stdout") == LogEvent("loading image", "stdout")
+
+
+def test_poll_returns_progress_while_the_process_is_still_running():
+    runner = CliRunner(pythonCommand("""
+        import sys, time
+        print("PROGRESS 10 reading", flush=True)
+        time.sleep(60)
+    """))
+    runner.start()
+    try:
+        seen = []
+        assert waitUntil(lambda: seen.extend(runner.poll()) or seen)
+        assert seen == [ProgressEvent(10.0, "reading")]
+        assert not runner.finished
+        assert runner.poll() == []  # nothing new, and poll() returned at once
+    finally:
+        runner.cancel()
+
+
+def test_wait_streams_every_event_in_order_and_returns_the_exit_code():
+    runner = CliRunner(pythonCommand("""
+        print("PROGRESS 0 start")
+        print("a log line")
+        print("PROGRESS 100 done")
+    """))
+    runner.start()
+    events = []
+    assert runner.wait(timeout=30, onEvent=events.append) == 0
+    assert events == [ProgressEvent(0.0, "start"), LogEvent("a log line", "stdout"), ProgressEvent(100.0, "done")]
+    assert runner.finished
+
+
+def test_error_message_is_taken_from_the_weakseg_error_line():
+    runner = CliRunner(pythonCommand("""
+        import sys
+        print("some warning", file=sys.stderr)
+        print("weakseg: error: /tmp/x/scribbles.nrrd: no background scribbles", file=sys.stderr)
+        sys.exit(2)
+    """))
+    runner.start()
+    assert runner.wait(timeout=30) == 2
+    assert runner.errorMessage() == "/tmp/x/scribbles.nrrd: no background scribbles"
+
+
+def test_cancel_kills_the_whole_process_tree():
+    runner = CliRunner(pythonCommand("""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print("PROGRESS 1 child", child.pid, flush=True)
+        time.sleep(60)
+    """))
+    runner.start()
+    events = []
+    assert waitUntil(lambda: events.extend(runner.poll()) or events)
+    childPid = int(events[0].message.split()[-1])
+    assert isAlive(runner.pid) and isAlive(childPid)
+
+    started = time.monotonic()
+    runner.cancel(gracePeriod=2.0)
+    assert time.monotonic() - started < 10
+    assert runner.cancelled and runner.finished
+    assert waitUntil(lambda: not isAlive(childPid), 5.0), "the grandchild survived cancel()"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal semantics")
+def test_cancel_lets_the_process_clean_up_before_killing_it(tmp_path):
+    marker = tmp_path / "cleaned"
+    runner = CliRunner(pythonCommand(f"""
+        import signal, sys, time
+        def stop(signum, frame):
+            open({str(marker)!r}, "w").close()
+            sys.exit(130)
+        signal.signal(signal.SIGTERM, stop)
+        print("PROGRESS 5 waiting", flush=True)
+        time.sleep(60)
+    """))
+    runner.start()
+    assert waitUntil(lambda: runner.poll() != [])
+    runner.cancel(gracePeriod=5.0)
+    assert marker.exists()
+    assert runner.returncode == 130
+
+
+def test_children_left_behind_holding_the_pipes_do_not_keep_the_run_open():
+    runner = CliRunner(pythonCommand("""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print("PROGRESS 100 done, child", child.pid, flush=True)
+    """))
+    runner.start()
+    events = []
+    started = time.monotonic()
+    assert runner.wait(timeout=20, onEvent=events.append) == 0
+    assert time.monotonic() - started < 10
+    childPid = int(events[0].message.split()[-1])
+    assert waitUntil(lambda: not isAlive(childPid), 5.0), "the orphaned child was not stopped"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal semantics")
+def test_cancel_without_waiting_returns_at_once_and_kills_a_process_that_ignores_sigterm_later():
+    runner = CliRunner(pythonCommand("""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("PROGRESS 5 stubborn", flush=True)
+        time.sleep(60)
+    """))
+    runner.start()
+    assert waitUntil(lambda: runner.poll() != [])
+    started = time.monotonic()
+    runner.cancel(gracePeriod=1.0, wait=False)
+    assert time.monotonic() - started < 0.5
+    assert not runner.finished  # still inside its grace period
+    assert waitUntil(lambda: runner.finished, 10.0)
+    assert runner.returncode == -9

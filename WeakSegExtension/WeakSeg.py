@@ -1,0 +1,502 @@
+"""WeakSeg: weakly-supervised segmentation in 3D Slicer.
+
+This file holds the module description, the widget (a thin GUI over
+``WeakSegExtensionLib.logic.WeakSegLogic``) and the self-test. Everything the widget does
+is a call to the logic, which works without the GUI from the Python console.
+"""
+
+import logging
+from typing import Annotated
+
+import numpy as np
+import qt
+import slicer
+import vtk
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from WeakSegExtensionLib import cohort, install
+from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
+from WeakSegExtensionLib.logic import METHODS, WeakSegLogic  # noqa: F401  (WeakSegLogic is the module's logic)
+
+SEGMENT_EDITOR_TAG = "WeakSegSegmentEditor"
+POLL_INTERVAL_MS = 100
+COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask")
+
+
+class WeakSeg(ScriptedLoadableModule):
+    """Module description shown by Slicer."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "WeakSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["WeakSeg contributors"]
+        self.parent.helpText = (
+            "Segment from a few scribbles, or train a model on a cohort labelled with scribbles, full masks "
+            "and image-level labels. Paint a 'background' segment and one segment per structure, then click Segment."
+        )
+        self.parent.acknowledgementText = "Uses 3D Slicer's Segment Editor and Grow from seeds; models run with PyTorch."
+
+
+@parameterNodeWrapper
+class WeakSegParameterNode:
+    """GUI state saved with the scene."""
+
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    scribbleSegmentation: slicer.vtkMRMLSegmentationNode
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    maskSegmentation: slicer.vtkMRMLSegmentationNode
+    classNames: str
+    method: Annotated[str, Choice(list(METHODS)), Default("weakseg")]
+    modelPath: str
+    resume: bool
+
+
+class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: inputs, the embedded Segment Editor, the cohort table and a progress area."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._onJobResult = None
+        self._pendingResult = None
+        self._previewNode = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.timeout.connect(self._pollJob)
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/WeakSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = WeakSegLogic(logCallback=self._log)
+
+        editor = self.ui.segmentEditorWidget
+        editor.setMRMLSegmentEditorNode(self._segmentEditorNode())
+        editor.setMRMLScene(slicer.mrmlScene)
+        editor.segmentationNodeSelectorVisible = False
+        editor.sourceVolumeNodeSelectorVisible = False
+        editor.switchToSegmentationsButtonVisible = False
+        editor.unorderedEffectsVisible = False
+        editor.setEffectNameOrder(["Paint", "Erase"])
+        self.ui.cohortTable.setColumnCount(len(COHORT_COLUMNS))
+        self.ui.cohortTable.setHorizontalHeaderLabels(list(COHORT_COLUMNS))
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneNodesChanged)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onSceneNodesChanged)
+
+        self.ui.createScribblesButton.clicked.connect(self.onCreateScribbles)
+        self.ui.segmentButton.clicked.connect(self.onSegment)
+        self.ui.applyPreviewButton.clicked.connect(self.onApplyPreview)
+        self.ui.cancelPreviewButton.clicked.connect(self.onCancelPreview)
+        self.ui.undoButton.clicked.connect(self.onUndo)
+        self.ui.setLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=False))
+        self.ui.clearLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=True))
+        self.ui.linkMaskButton.clicked.connect(self.onLinkMask)
+        self.ui.importLabelsButton.clicked.connect(self.onImportLabels)
+        self.ui.exportLabelsButton.clicked.connect(self.onExportLabels)
+        self.ui.refreshCohortButton.clicked.connect(self.refreshCohortTable)
+        self.ui.trainButton.clicked.connect(self.onTrain)
+        self.ui.applyModelButton.clicked.connect(self.onApplyModel)
+        self.ui.cancelButton.clicked.connect(self.onCancelJob)
+        self.ui.modelPathLineEdit.currentPathChanged.connect(self.onModelPathChanged)
+        self.ui.classNamesLineEdit.editingFinished.connect(self.refreshCohortTable)
+        self.initializeParameterNode()
+        self._updateButtons()
+
+    def _segmentEditorNode(self):
+        """The module's own Segment Editor parameter node, so that the Segment Editor module is not disturbed."""
+        node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_TAG, "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(SEGMENT_EDITOR_TAG)
+            node = slicer.mrmlScene.AddNode(node)
+        return node
+
+    def cleanup(self) -> None:
+        self._timer.stop()
+        if self._job is not None and not self._job.finished:
+            self._job.cancel(wait=False)
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self.ui.segmentEditorWidget.setupViewObservations()
+        self.refreshCohortTable()
+
+    def exit(self) -> None:
+        self.ui.segmentEditorWidget.removeViewObservations()
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self._discardPreview()
+        self.logic.clearUndoHistory()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self._segmentEditorNode())
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def onSceneNodesChanged(self, caller, event) -> None:
+        if self.parent.isEntered:
+            qt.QTimer.singleShot(0, self.refreshCohortTable)
+
+    # -- parameter node ------------------------------------------------------------------------
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(WeakSegParameterNode(self.logic.getParameterNode()))
+        if not self._parameterNode.inputVolume:
+            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolume:
+                self._parameterNode.inputVolume = firstVolume
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self.ui.modelPathLineEdit.currentPath = self._parameterNode.modelPath
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Point the embedded Segment Editor at the current volume and scribbles, and refresh buttons."""
+        if not self._parameterNode:
+            return
+        editor = self.ui.segmentEditorWidget
+        scribbles = self._parameterNode.scribbleSegmentation
+        if editor.segmentationNode() is not scribbles:
+            editor.setSegmentationNode(scribbles)
+        if editor.sourceVolumeNode() is not self._parameterNode.inputVolume:
+            editor.setSourceVolumeNode(self._parameterNode.inputVolume)
+        self._updateButtons()
+
+    def onModelPathChanged(self, path: str) -> None:
+        if self._parameterNode:
+            self._parameterNode.modelPath = path
+
+    def _classNames(self):
+        """The class list typed by the user ("background" added), or None to use the scribbles' segment names."""
+        text = self._parameterNode.classNames if self._parameterNode else ""
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not names:
+            return None
+        return ["background"] + [name for name in names if name.lower() != "background"]
+
+    def _updateButtons(self) -> None:
+        busy = self._job is not None
+        parameters = self._parameterNode
+        hasInputs = bool(parameters and parameters.inputVolume and parameters.scribbleSegmentation)
+        self.ui.segmentButton.enabled = hasInputs and not busy
+        self.ui.createScribblesButton.enabled = bool(parameters and parameters.inputVolume) and not busy
+        self.ui.applyPreviewButton.enabled = self._pendingResult is not None and not busy
+        self.ui.cancelPreviewButton.enabled = self._pendingResult is not None and not busy
+        output = self._outputNode()
+        self.ui.undoButton.enabled = bool(output and self.logic.canUndo(output)) and not busy
+        self.ui.trainButton.enabled = bool(parameters and parameters.modelPath) and not busy
+        self.ui.applyModelButton.enabled = bool(parameters and parameters.modelPath) and not busy
+        self.ui.cancelButton.enabled = busy
+        self.ui.progressBar.visible = busy
+
+    def _outputNode(self):
+        if not self._parameterNode:
+            return None
+        if self._parameterNode.outputSegmentation:
+            return self._parameterNode.outputSegmentation
+        volume = self._parameterNode.inputVolume
+        return self.logic.resultSegmentationNode(volume, create=False) if volume else None
+
+    # -- long actions ---------------------------------------------------------------------------
+
+    def _log(self, line: str) -> None:
+        logging.info("WeakSeg: %s", line)
+
+    def _ensureDependencies(self) -> bool:
+        """Offer to install missing packages; True when everything needed is there."""
+        missing = self.logic.missingDependencies()
+        if not missing:
+            return True
+        if not slicer.util.confirmOkCancelDisplay(install.describeMissing(missing) + "\n\nInstall them now?"):
+            self.ui.statusLabel.text = "WeakSeg needs its Python packages; nothing was done."
+            return False
+        with slicer.util.tryWithErrorDisplay("Installing WeakSeg's Python packages failed.", waitCursor=True):
+            self.ui.statusLabel.text = "Installing Python packages (this can take a few minutes)..."
+            slicer.app.processEvents()
+            self.logic.installDependencies()
+        return not self.logic.missingDependencies()
+
+    def _startJob(self, startFunction, onResult) -> None:
+        """Run ``startFunction()`` (which returns a started job) and follow it with the timer."""
+        if not self._ensureDependencies():
+            return
+        try:
+            self._job = startFunction()
+        except WeakSegError as error:
+            self._showError(error)
+            return
+        self._onJobResult = onResult
+        self.ui.statusLabel.text = f"{self._job.title}..."
+        self.ui.progressBar.value = 0
+        self._updateButtons()
+        self._timer.start()
+
+    def _pollJob(self) -> None:
+        job = self._job
+        job.poll()
+        self.ui.progressBar.value = int(job.percent)
+        self.ui.statusLabel.text = f"{job.title}: {job.message}"
+        if not job.finished:
+            return
+        self._timer.stop()
+        self._job = None
+        try:
+            with slicer.util.WaitCursor():
+                message = self._onJobResult(job.result())
+            self.ui.statusLabel.text = message
+        except WeakSegCancelledError:
+            self.ui.statusLabel.text = f"{job.title}: cancelled; nothing was written."
+        except WeakSegError as error:
+            self._showError(error)
+        except Exception as error:  # unexpected: keep the GUI usable and say what happened
+            logging.exception("WeakSeg: %s failed", job.title)
+            self._showError(f"{job.title} failed unexpectedly: {error}")
+        finally:
+            self._updateButtons()
+
+    def onCancelJob(self) -> None:
+        if self._job is not None:
+            self.ui.statusLabel.text = f"{self._job.title}: cancelling..."
+            self._job.cancel(wait=False)  # the timer keeps polling until the process has ended
+
+    def _showError(self, error) -> None:
+        self.ui.statusLabel.text = str(error)
+        slicer.util.errorDisplay(str(error), windowTitle="WeakSeg")
+
+    # -- interactive segmentation -------------------------------------------------------------
+
+    def onCreateScribbles(self) -> None:
+        classNames = self._classNames()
+        if classNames is None:
+            self._showError("Type the structures to segment in Classes (for example: LV, RV, Myo).")
+            return
+        try:
+            node = self.logic.createScribbleSegmentation(self._parameterNode.inputVolume, classNames)
+        except WeakSegError as error:
+            self._showError(error)
+            return
+        self._parameterNode.scribbleSegmentation = node
+        self.ui.statusLabel.text = "Paint a few strokes in each segment, background included, then click Segment."
+
+    def onSegment(self) -> None:
+        self._discardPreview()
+        volume, scribbles = self._parameterNode.inputVolume, self._parameterNode.scribbleSegmentation
+        self._startJob(
+            lambda: self.logic.startSegmentation(volume, scribbles, self._parameterNode.method, self._classNames()),
+            lambda result: self._showPreview(result, scribbles),
+        )
+
+    def _showPreview(self, result, scribbles) -> str:
+        self.logic.setScribbleSegmentation(result.volumeNode, scribbles)  # the cohort now knows these scribbles
+        self._pendingResult = result
+        self._previewNode = self.logic.showPreview(result, self._previewNode)
+        counts = ", ".join(f"{name}: {count}" for name, count in result.voxelCounts().items())
+        return f"Preview ready ({counts} voxels). Apply to keep it, Cancel to discard it."
+
+    def onApplyPreview(self) -> None:
+        try:
+            output = self.logic.applyResult(self._pendingResult, self._parameterNode.outputSegmentation)
+        except WeakSegError as error:
+            self._showError(error)
+            return
+        self._discardPreview()
+        self.ui.statusLabel.text = f"Result written to '{output.GetName()}'. Undo restores its previous segments."
+        self._updateButtons()
+
+    def onCancelPreview(self) -> None:
+        self._discardPreview()
+        self.ui.statusLabel.text = "Preview discarded."
+
+    def _discardPreview(self) -> None:
+        self.logic.removePreview(self._previewNode)
+        self._previewNode = None
+        self._pendingResult = None
+        self._updateButtons()
+
+    def onUndo(self) -> None:
+        output = self._outputNode()
+        if output is not None and self.logic.undoLastResult(output):
+            self.ui.statusLabel.text = f"'{output.GetName()}' restored."
+        self._updateButtons()
+
+    # -- cohort ---------------------------------------------------------------------------------
+
+    def _cohortClasses(self) -> list[str]:
+        return self._classNames() or cohort.cohortClassNames(self.logic.cohortRows())
+
+    def refreshCohortTable(self) -> None:
+        """Show every volume with its labels; refresh the label choices from the class list."""
+        if not self.logic:
+            return
+        table = self.ui.cohortTable
+        rows = self.logic.cohortRows()
+        table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            sliceText = "; ".join(f"{r.first}-{r.last}: {r.label}" for r in row.sliceLabels)
+            cells = (
+                row.volumeNode.GetName(), row.imageLabel or "", sliceText,
+                "yes" if row.scribbleNode else "", "yes" if row.maskNode else "",
+            )
+            for column, text in enumerate(cells):
+                item = qt.QTableWidgetItem(text)
+                item.setData(qt.Qt.UserRole, row.volumeNode.GetID())
+                table.setItem(index, column, item)
+        current = self.ui.imageLabelComboBox.currentText
+        self.ui.imageLabelComboBox.clear()
+        self.ui.imageLabelComboBox.addItems(cohort.allowedImageLabels(self._cohortClasses()))
+        self.ui.imageLabelComboBox.setCurrentText(current)
+
+    def _selectedVolumes(self) -> list:
+        table = self.ui.cohortTable
+        rows = sorted({index.row() for index in table.selectionModel().selectedRows()})
+        return [slicer.mrmlScene.GetNodeByID(table.item(row, 0).data(qt.Qt.UserRole)) for row in rows]
+
+    def onSetImageLabel(self, clear: bool) -> None:
+        volumes = self._selectedVolumes()
+        if not volumes:
+            self._showError("Select one or more volumes in the cohort table first.")
+            return
+        label = None if clear else self.ui.imageLabelComboBox.currentText
+        first = self.ui.firstSliceSpinBox.value if self.ui.sliceRangeCheckBox.checked else None
+        last = self.ui.lastSliceSpinBox.value if self.ui.sliceRangeCheckBox.checked else None
+        try:
+            for volume in volumes:
+                self.logic.setImageLabel(volume, label, first, last, self._cohortClasses())
+        except WeakSegError as error:
+            self._showError(error)
+        self.refreshCohortTable()
+
+    def onLinkMask(self) -> None:
+        volumes = self._selectedVolumes()
+        if len(volumes) != 1:
+            self._showError("Select exactly one volume in the cohort table to link the mask to.")
+            return
+        self.logic.setMaskSegmentation(volumes[0], self._parameterNode.maskSegmentation)
+        self.refreshCohortTable()
+
+    def onImportLabels(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(self.parent, "Import image labels", "", "CSV files (*.csv)")
+        if not path:
+            return
+        try:
+            changed = self.logic.importLabels(path, self._cohortClasses())
+            self.ui.statusLabel.text = f"Labels of {len(changed)} volume(s) imported from {path}."
+        except WeakSegError as error:
+            self._showError(error)
+        self.refreshCohortTable()
+
+    def onExportLabels(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(self.parent, "Export image labels", "labels.csv", "CSV files (*.csv)")
+        if path:
+            count = self.logic.exportLabels(path)
+            self.ui.statusLabel.text = f"{count} label row(s) exported to {path}."
+
+    def onTrain(self) -> None:
+        volumes = self._selectedVolumes() or self.logic.volumeNodes()
+        modelPath = self._parameterNode.modelPath
+        self._startJob(
+            lambda: self.logic.startTraining(volumes, modelPath, self._classNames(), self._parameterNode.resume),
+            lambda path: f"Model saved to {path}.",
+        )
+
+    def onApplyModel(self) -> None:
+        volumes = self._selectedVolumes() or [self._parameterNode.inputVolume]
+        self._startJob(
+            lambda: self.logic.startApplyModel(self._parameterNode.modelPath, [v for v in volumes if v]),
+            self._applyModelResults,
+        )
+
+    def _applyModelResults(self, results) -> str:
+        outputs = [self.logic.applyResult(result) for result in results]
+        return "Model applied; results in " + ", ".join(f"'{node.GetName()}'" for node in outputs) + "."
+
+
+class WeakSegTest(ScriptedLoadableModuleTest):
+    """Self-test for people who run Slicer: a synthetic volume segmented from scribbles with Grow from seeds."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SegmentFromScribbles()
+        self.setUp()
+        self.test_ImageLabelsCsv()
+
+    def _syntheticCase(self):
+        shape = (6, 28, 32)
+        z, y, x = np.indices(shape)
+        truth = ((y - 10) ** 2 + (x - 10) ** 2 <= 25).astype(np.uint8)
+        image = (truth * 100.0 + np.random.default_rng(0).normal(0, 3, shape)).astype(np.float32)
+        volume = slicer.util.addVolumeFromArray(image, name="WeakSegTestVolume")
+        volume.SetSpacing(0.7, 0.9, 2.5)
+        return volume, truth
+
+    def test_SegmentFromScribbles(self):
+        self.delayDisplay("Segment a synthetic disc from scribbles")
+        logic = WeakSegLogic()
+        if logic.missingDependencies():
+            self.delayDisplay(f"Skipped: missing packages {logic.missingDependencies()}")
+            return
+        volume, truth = self._syntheticCase()
+        scribbles = logic.createScribbleSegmentation(volume, ["background", "disc"])
+        background, disc = np.zeros_like(truth), np.zeros_like(truth)
+        background[:, 2, 2:30] = 1
+        disc[:, 10, 8:13] = 1
+        for name, mask in (("background", background), ("disc", disc)):
+            segmentId = scribbles.GetSegmentation().GetSegmentIdBySegmentName(name)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, scribbles, segmentId, volume)
+        output = logic.segmentFromScribbles(volume, scribbles, method="growcut")
+        segmentId = output.GetSegmentation().GetSegmentIdBySegmentName("disc")
+        result = slicer.util.arrayFromSegmentBinaryLabelmap(output, segmentId, volume) > 0
+        dice = 2 * np.count_nonzero(result & (truth > 0)) / (np.count_nonzero(result) + np.count_nonzero(truth))
+        self.assertGreater(dice, 0.8)
+        self.assertEqual(scribbles.GetSegmentation().GetNumberOfSegments(), 2)
+        self.assertTrue(logic.undoLastResult(output))
+        self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 0)
+        self.delayDisplay("Test passed")
+
+    def test_ImageLabelsCsv(self):
+        self.delayDisplay("Image labels through CSV")
+        logic = WeakSegLogic()
+        volume, _ = self._syntheticCase()
+        logic.setImageLabel(volume, "tumor")
+        logic.setImageLabel(volume, "healthy", firstSlice=0, lastSlice=2)
+        path = slicer.app.temporaryPath + "/WeakSegTestLabels.csv"
+        self.assertEqual(logic.exportLabels(path), 2)
+        logic.setImageLabel(volume, None)
+        logic.setImageLabel(volume, None, firstSlice=0, lastSlice=2)
+        logic.importLabels(path)
+        self.assertEqual(logic.getImageLabel(volume), "tumor")
+        self.assertEqual(logic.getImageLabel(volume, sliceIndex=1), "healthy")
+        self.delayDisplay("Test passed")

@@ -1,0 +1,422 @@
+"""WeakSegLogic: everything the WeakSeg module does, usable from the Python console without the GUI.
+
+Interactive segmentation::
+
+    logic = WeakSegLogic()
+    outputNode = logic.segmentFromScribbles(volumeNode, scribbleSegmentationNode, method="growcut")
+
+Image-level labels and a cohort model::
+
+    logic.setImageLabel(volumeNode, "tumor")
+    logic.exportLabels("labels.csv")
+    logic.trainCohort([volume1, volume2], "model.pt")
+    logic.applyModel("model.pt", [volume3])
+
+Training and inference run ``python -m weakseg ...`` in a separate process (see
+:mod:`runner`); the blocking methods above wait for it, while the ``start...`` methods return
+a running :class:`WeakSegJob` that the widget polls from a timer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import slicer
+
+from WeakSegExtensionLib import cohort, install, mrml_bridge
+from WeakSegExtensionLib.errors import WeakSegDependencyError, WeakSegInputError
+from WeakSegExtensionLib.jobs import LogCallback, ProgressCallback, WeakSegJob
+from WeakSegExtensionLib.mrml_bridge import BACKGROUND, UNLABELLED, describeNode
+from WeakSegExtensionLib.results import ResultHistory, SegmentationResult, classColor, writeSegments
+
+try:
+    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
+except ImportError:  # slicer-core without the application (tests, scripts): no module framework, no Qt
+    ScriptedLoadableModuleLogic = object
+
+METHODS = ("weakseg", "growcut")
+ROLE_ATTRIBUTE = "WeakSeg.Role"
+PREVIEW_NAME = "WeakSeg preview"
+
+
+def pythonExecutable() -> str:
+    """Slicer's Python (``PythonSlicer``) inside the application, the running interpreter elsewhere."""
+    if hasattr(slicer, "app"):
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+    return sys.executable
+
+
+class WeakSegLogic(ScriptedLoadableModuleLogic):
+    """Scribble segmentation, image-level labels and cohort models on MRML nodes.
+
+    Args:
+        scene: the MRML scene to work in (``slicer.mrmlScene`` by default).
+        cliCommand: how to start the command line; ``[pythonExecutable(), "-m", "weakseg"]``
+            by default. Tests pass another interpreter or script here.
+        temporaryDirectory: where working folders are made (Slicer's temporary folder by default).
+        logCallback: receives log lines of the command line process.
+    """
+
+    def __init__(
+        self,
+        scene=None,
+        cliCommand: Sequence[str] | None = None,
+        temporaryDirectory: str | None = None,
+        logCallback: LogCallback | None = None,
+    ):
+        if ScriptedLoadableModuleLogic is not object:
+            ScriptedLoadableModuleLogic.__init__(self)
+        mrml_bridge.registerSegmentationConverterRules()
+        self.scene = scene if scene is not None else slicer.mrmlScene
+        self.cliCommand = list(cliCommand) if cliCommand else [pythonExecutable(), "-m", "weakseg"]
+        if temporaryDirectory is None and hasattr(slicer, "app"):
+            temporaryDirectory = slicer.app.temporaryPath
+        self.temporaryDirectory = temporaryDirectory
+        self.logCallback = logCallback
+        self.history = ResultHistory()
+
+    # -- dependencies --------------------------------------------------------------------------
+
+    def missingDependencies(self) -> list[str]:
+        """Packages the command line needs that this Python cannot import (empty when all are there)."""
+        return install.missingPackages()
+
+    def checkDependencies(self) -> None:
+        """Raise :class:`WeakSegDependencyError` with install instructions if a package is missing."""
+        missing = self.missingDependencies()
+        if missing:
+            raise WeakSegDependencyError(
+                install.describeMissing(missing) + " Install them from the WeakSeg module, or from the Python "
+                "console with: WeakSegLogic().installDependencies()"
+            )
+
+    def installDependencies(self) -> None:
+        """Install the missing packages into Slicer's Python (asks nothing: callers ask first)."""
+        pipInstall, installTorch = install.slicerInstallers()
+        source = install.bundledLibrarySource(Path(__file__).resolve().parent.parent)
+        with tempfile.TemporaryDirectory(prefix="WeakSeg-install-", dir=self.temporaryDirectory) as scratch:
+            staged = install.stageLibrarySource(source, scratch) if source else None
+            install.installPackages(self.missingDependencies(), pipInstall, installTorch, staged, self.logCallback)
+
+    # -- scribbles -----------------------------------------------------------------------------
+
+    def createScribbleSegmentation(self, volumeNode, classNames: Sequence[str], name: str | None = None):
+        """A new segmentation on ``volumeNode``'s grid with one empty segment per class, "background" first."""
+        mrml_bridge.checkScalarVolume(volumeNode)
+        classNames = mrml_bridge.checkClassNames(classNames, "scribble classes")
+        segmentationNode = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volumeNode.GetName()} scribbles")
+        segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+        segmentationNode.SetAttribute(ROLE_ATTRIBUTE, "scribbles")
+        segmentation = segmentationNode.GetSegmentation()
+        for code, className in enumerate(classNames):
+            color = (0.35, 0.35, 0.35) if code == 0 else classColor(className, code)
+            segmentation.AddEmptySegment("", className, list(color))
+        volumeNode.SetNodeReferenceID(cohort.SCRIBBLES_ROLE, segmentationNode.GetID())
+        return segmentationNode
+
+    def scribbleLabels(self, volumeNode, scribbleSegmentationNode, classNames: Sequence[str] | None = None):
+        """Check the inputs of a segmentation and return ``(labels, classNames)``.
+
+        ``labels`` is uint8 ``(Z, Y, X)`` on the volume's grid: class codes where scribbled,
+        255 elsewhere. Nothing in the scene changes.
+
+        Raises:
+            WeakSegInputError: naming the node at fault, for a non-scalar volume, a node that
+                is not a segmentation, different transforms, no "background" segment, segments
+                on another grid, or too few scribbled classes.
+        """
+        mrml_bridge.checkScalarVolume(volumeNode)
+        if scribbleSegmentationNode is None or not scribbleSegmentationNode.IsA("vtkMRMLSegmentationNode"):
+            raise WeakSegInputError(f"{describeNode(scribbleSegmentationNode)} is not a segmentation; select the scribbles")
+        if volumeNode.GetTransformNodeID() != scribbleSegmentationNode.GetTransformNodeID():
+            raise WeakSegInputError(
+                f"{describeNode(volumeNode)} and {describeNode(scribbleSegmentationNode)} are under different "
+                "transforms; harden the transforms (Data module) first"
+            )
+        names = [name.lower() for name in mrml_bridge.segmentNames(scribbleSegmentationNode)]
+        if BACKGROUND not in names:
+            raise WeakSegInputError(
+                f"{describeNode(scribbleSegmentationNode)} has no segment named 'background'; add one and "
+                "paint a few strokes outside the structures"
+            )
+        if classNames is None:
+            classNames = mrml_bridge.classNamesFromSegmentation(scribbleSegmentationNode)
+        classNames = mrml_bridge.checkClassNames(classNames, describeNode(scribbleSegmentationNode))
+        labels = mrml_bridge.segmentationToLabelmap(scribbleSegmentationNode, volumeNode, classNames)
+        if not np.any(labels == 0):
+            raise WeakSegInputError(f"the 'background' segment of {describeNode(scribbleSegmentationNode)} is empty; paint some background")
+        if not np.any((labels != 0) & (labels != UNLABELLED)):
+            raise WeakSegInputError(
+                f"{describeNode(scribbleSegmentationNode)} has no scribbles of any class other than background"
+            )
+        return labels, classNames
+
+    # -- interactive segmentation --------------------------------------------------------------
+
+    def startSegmentation(
+        self,
+        volumeNode,
+        scribbleSegmentationNode,
+        method: str = "weakseg",
+        classNames: Sequence[str] | None = None,
+        extraArguments: Sequence[str] = (),
+    ) -> WeakSegJob:
+        """Check the inputs, write them for the command line and start ``weakseg segment``.
+
+        The job's result is a :class:`SegmentationResult`; nothing is written to the scene.
+        """
+        if method not in METHODS:
+            raise WeakSegInputError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+        labels, classNames = self.scribbleLabels(volumeNode, scribbleSegmentationNode, classNames)
+        self.checkDependencies()
+        geometry = mrml_bridge.volumeGeometry(volumeNode)
+        work = self._workDirectory("segment")
+        imagePath, scribblePath, outputPath = (str(work / name) for name in ("image.nrrd", "scribbles.nrrd", "result.nrrd"))
+        mrml_bridge.writeVolumeFile(volumeNode, imagePath)
+        mrml_bridge.writeImageFile(mrml_bridge.imageFromArray(labels, geometry), scribblePath)
+        command = [
+            *self.cliCommand, "segment", imagePath, "--scribbles", scribblePath, "--out", outputPath,
+            "--classes", ",".join(classNames), "--method", method, "--progress", "lines", *extraArguments,
+        ]
+
+        def finish() -> SegmentationResult:
+            resultLabels = mrml_bridge.readLabelmapFile(outputPath, geometry)
+            if resultLabels.min() < 0 or resultLabels.max() >= len(classNames):
+                raise WeakSegInputError(f"the result holds class codes outside 0..{len(classNames) - 1}")
+            return SegmentationResult(volumeNode, resultLabels, list(classNames), method)
+
+        descriptions = {imagePath: describeNode(volumeNode), scribblePath: describeNode(scribbleSegmentationNode)}
+        job = WeakSegJob(f"Segmenting {describeNode(volumeNode)}", command, work, finish, descriptions, self.logCallback)
+        return job.start()
+
+    def segmentFromScribbles(
+        self,
+        volumeNode,
+        scribbleSegmentationNode,
+        method: str = "weakseg",
+        outputSegmentationNode=None,
+        classNames: Sequence[str] | None = None,
+        progressCallback: ProgressCallback | None = None,
+        extraArguments: Sequence[str] = (),
+    ):
+        """Segment ``volumeNode`` from the scribbles and write one segment per class; returns the output node.
+
+        Without ``outputSegmentationNode`` the volume's WeakSeg result node is used (created on
+        first use). Earlier WeakSeg segments of this volume in the output are replaced; all other
+        segments stay as they are, and :meth:`undoLastResult` restores the previous state.
+        """
+        self._checkOutputNode(outputSegmentationNode, scribbleSegmentationNode, volumeNode)
+        result = self.startSegmentation(volumeNode, scribbleSegmentationNode, method, classNames, extraArguments).wait(
+            progressCallback
+        )
+        return self.applyResult(result, outputSegmentationNode)
+
+    def _checkOutputNode(self, outputSegmentationNode, scribbleSegmentationNode, volumeNode) -> None:
+        if outputSegmentationNode is None:
+            return
+        if not outputSegmentationNode.IsA("vtkMRMLSegmentationNode"):
+            raise WeakSegInputError(f"{describeNode(outputSegmentationNode)} is not a segmentation; choose an output segmentation")
+        if scribbleSegmentationNode is not None and outputSegmentationNode is scribbleSegmentationNode:
+            raise WeakSegInputError(
+                f"{describeNode(outputSegmentationNode)} holds the scribbles; choose another output so that results stay apart"
+            )
+        if outputSegmentationNode.GetTransformNodeID() != volumeNode.GetTransformNodeID() and outputSegmentationNode.GetSegmentation().GetNumberOfSegments():
+            raise WeakSegInputError(f"{describeNode(outputSegmentationNode)} is under another transform than {describeNode(volumeNode)}")
+
+    def resultSegmentationNode(self, volumeNode, create: bool = True):
+        """The segmentation that holds WeakSeg results for ``volumeNode`` (made on first use when ``create``)."""
+        node = volumeNode.GetNodeReference(cohort.RESULT_ROLE)
+        if node is not None or not create:
+            return node
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} WeakSeg")
+        node.CreateDefaultDisplayNodes()
+        node.SetAttribute(ROLE_ATTRIBUTE, "result")
+        volumeNode.SetNodeReferenceID(cohort.RESULT_ROLE, node.GetID())
+        return node
+
+    def applyResult(self, result: SegmentationResult, outputSegmentationNode=None):
+        """Write a result into ``outputSegmentationNode`` (default: the volume's result node), undoably."""
+        volumeNode = result.volumeNode
+        self._checkOutputNode(outputSegmentationNode, volumeNode.GetNodeReference(cohort.SCRIBBLES_ROLE), volumeNode)
+        output = outputSegmentationNode or self.resultSegmentationNode(volumeNode)
+        if output.GetSegmentation().GetNumberOfSegments() == 0:
+            output.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+            output.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+        if output.GetDisplayNode() is None and output.GetScene() is not None:
+            output.CreateDefaultDisplayNodes()
+        self.history.write(result, output)
+        return output
+
+    def undoLastResult(self, outputSegmentationNode) -> bool:
+        """Restore ``outputSegmentationNode`` as it was before the last result written into it."""
+        return self.history.undo(outputSegmentationNode)
+
+    def canUndo(self, outputSegmentationNode) -> bool:
+        return self.history.canUndo(outputSegmentationNode)
+
+    def clearUndoHistory(self) -> None:
+        """Forget every undo step, for instance when the scene is closed."""
+        self.history.clear()
+
+    def showPreview(self, result: SegmentationResult, previewNode=None):
+        """Show a result in a separate preview segmentation (replacing its content); returns the preview node."""
+        if previewNode is None:
+            previewNode = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", PREVIEW_NAME)
+            previewNode.CreateDefaultDisplayNodes()
+            previewNode.SetAttribute(ROLE_ATTRIBUTE, "preview")
+            previewNode.SetHideFromEditors(True)  # shown in the views, never offered as an input or output
+            previewNode.GetDisplayNode().SetOpacity(0.6)
+        previewNode.GetSegmentation().RemoveAllSegments()
+        previewNode.SetReferenceImageGeometryParameterFromVolumeNode(result.volumeNode)
+        previewNode.SetAndObserveTransformNodeID(result.volumeNode.GetTransformNodeID())
+        writeSegments(result, previewNode)
+        return previewNode
+
+    def removePreview(self, previewNode) -> None:
+        if previewNode is not None and previewNode.GetScene() is self.scene:
+            self.scene.RemoveNode(previewNode)
+
+    # -- image-level labels --------------------------------------------------------------------
+
+    def setImageLabel(self, volumeNode, label: str | None, firstSlice: int | None = None, lastSlice: int | None = None,
+                      classNames: Sequence[str] | None = None) -> None:
+        """Label a volume, or its slices ``firstSlice..lastSlice``, with a class name or "healthy"."""
+        cohort.setImageLabel(volumeNode, label, firstSlice, lastSlice, classNames)
+
+    def getImageLabel(self, volumeNode, sliceIndex: int | None = None) -> str | None:
+        """The image-level label of a volume, or of one of its slices."""
+        return cohort.getImageLabel(volumeNode, sliceIndex)
+
+    def exportLabels(self, csvPath: str | os.PathLike, volumeNodes: Sequence | None = None) -> int:
+        """Write image labels (all volumes of the scene by default) to CSV; returns the row count."""
+        return cohort.exportLabels(csvPath, volumeNodes if volumeNodes is not None else self.volumeNodes())
+
+    def importLabels(self, csvPath: str | os.PathLike, classNames: Sequence[str] | None = None) -> list:
+        """Read image labels from CSV onto the scene's volumes (matched by name); returns the volumes changed."""
+        return cohort.importLabels(csvPath, self.volumeNodes(), classNames)
+
+    # -- cohort --------------------------------------------------------------------------------
+
+    def volumeNodes(self) -> list:
+        """Scalar volumes of the scene (labelmaps excluded), in scene order."""
+        nodes = []
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+            if not node.IsA("vtkMRMLLabelMapVolumeNode") and not node.GetHideFromEditors():
+                nodes.append(node)
+        return nodes
+
+    def setScribbleSegmentation(self, volumeNode, segmentationNode) -> None:
+        """Link a scribble segmentation to a volume for cohort training (None unlinks)."""
+        volumeNode.SetNodeReferenceID(cohort.SCRIBBLES_ROLE, segmentationNode.GetID() if segmentationNode else None)
+
+    def setMaskSegmentation(self, volumeNode, segmentationNode) -> None:
+        """Link a full-mask segmentation (every voxel labelled) to a volume for cohort training (None unlinks)."""
+        volumeNode.SetNodeReferenceID(cohort.MASK_ROLE, segmentationNode.GetID() if segmentationNode else None)
+
+    def cohortRows(self, volumeNodes: Sequence | None = None) -> list[cohort.CohortRow]:
+        return [cohort.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
+
+    def startTraining(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
+                      resume: bool = False, extraArguments: Sequence[str] = ()) -> WeakSegJob:
+        """Write the cohort to a training folder and start ``weakseg train``; the job's result is the model path."""
+        rows = self.cohortRows(volumeNodes)
+        classNames = mrml_bridge.checkClassNames(classNames or cohort.cohortClassNames(rows), "cohort classes")
+        modelPath = Path(modelPath)
+        if not modelPath.parent.is_dir():
+            raise WeakSegInputError(f"{modelPath}: its folder does not exist")
+        self.checkDependencies()
+        work = self._workDirectory("train")
+        cases = cohort.writeTrainingFolder(rows, work / "data", classNames)
+        command = [*self.cliCommand, "train", str(work / "data"), "--out", str(modelPath), "--classes", ",".join(classNames),
+                   "--progress", "lines", *(["--resume"] if resume else []), *extraArguments]
+
+        def finish() -> str:
+            if not modelPath.is_file():
+                raise WeakSegInputError(f"training ended but wrote no model at {modelPath}")
+            return str(modelPath)
+
+        title = f"Training on {len(cases)} volume(s)"
+        return WeakSegJob(title, command, work, finish, {str(work / "data"): "the cohort"}, self.logCallback).start()
+
+    def trainCohort(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
+                    resume: bool = False, progressCallback: ProgressCallback | None = None,
+                    extraArguments: Sequence[str] = ()) -> str:
+        """Train a cohort model on the labels of ``volumeNodes``; blocks and returns the model path."""
+        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments).wait(progressCallback)
+
+    def startApplyModel(self, modelPath: str | os.PathLike, volumeNodes: Sequence,
+                        extraArguments: Sequence[str] = ()) -> WeakSegJob:
+        """Start ``weakseg predict`` on ``volumeNodes``; the job's result is a list of :class:`SegmentationResult`."""
+        modelPath = Path(modelPath)
+        if not modelPath.is_file():
+            raise WeakSegInputError(f"{modelPath}: no such model file")
+        if not volumeNodes:
+            raise WeakSegInputError("no volume selected to apply the model to")
+        for volumeNode in volumeNodes:
+            mrml_bridge.checkScalarVolume(volumeNode)
+        self.checkDependencies()
+        work = self._workDirectory("predict")
+        (work / "inputs").mkdir()
+        taken: set[str] = set()
+        cases = {cohort.caseName(node.GetName(), taken): node for node in volumeNodes}
+        inputs = []
+        for case, volumeNode in cases.items():
+            inputs.append(str(work / "inputs" / f"{case}.nrrd"))
+            mrml_bridge.writeVolumeFile(volumeNode, inputs[-1])
+        command = [*self.cliCommand, "predict", str(modelPath), *inputs, "--out", str(work / "outputs"),
+                   "--format", ".seg.nrrd", "--progress", "lines", *extraArguments]
+
+        def finish() -> list[SegmentationResult]:
+            return [self._readPrediction(work / "outputs", case, node, modelPath.name) for case, node in cases.items()]
+
+        descriptions = {path: describeNode(node) for path, node in zip(inputs, cases.values())}
+        return WeakSegJob(f"Applying {modelPath.name}", command, work, finish, descriptions, self.logCallback).start()
+
+    def applyModel(self, modelPath: str | os.PathLike, volumeNodes: Sequence,
+                   progressCallback: ProgressCallback | None = None, extraArguments: Sequence[str] = ()) -> list:
+        """Segment ``volumeNodes`` with a trained model; blocks and returns their result segmentation nodes."""
+        results = self.startApplyModel(modelPath, volumeNodes, extraArguments).wait(progressCallback)
+        return [self.applyResult(result) for result in results]
+
+    def _readPrediction(self, folder: Path, case: str, volumeNode, method: str) -> SegmentationResult:
+        """Read ``<case>.seg.nrrd`` (segment names = classes) or a ``<case>*`` labelmap from ``weakseg predict``."""
+        segFile = folder / f"{case}.seg.nrrd"
+        if segFile.is_file():
+            return readSegmentationFile(segFile, volumeNode, method)
+        candidates = sorted(path for path in folder.glob(f"{case}*") if path.is_file())
+        if not candidates:
+            raise WeakSegInputError(f"the model wrote no result for {describeNode(volumeNode)} in {folder}")
+        labels = mrml_bridge.readLabelmapFile(candidates[0], mrml_bridge.volumeGeometry(volumeNode))
+        classNames = [BACKGROUND] + [f"class_{code}" for code in range(1, max(int(labels.max()), 1) + 1)]
+        return SegmentationResult(volumeNode, labels, classNames, method)
+
+    def _workDirectory(self, purpose: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"WeakSeg-{purpose}-", dir=self.temporaryDirectory))
+
+
+def readSegmentationFile(path: str | os.PathLike, volumeNode, method: str) -> SegmentationResult:
+    """Read a ``.seg.nrrd`` onto ``volumeNode``'s grid as a result; classes = background + segment names in file order.
+
+    The file is read into a private scene, so the user's scene does not change.
+    """
+    privateScene = slicer.vtkMRMLScene()
+    segmentationNode = privateScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storageNode = slicer.vtkMRMLSegmentationStorageNode()
+    storageNode.SetFileName(str(path))
+    if not storageNode.ReadData(segmentationNode):
+        raise WeakSegInputError(f"{path}: cannot be read as a segmentation")
+    names = [name for name in mrml_bridge.segmentNames(segmentationNode) if name.lower() != BACKGROUND]
+    classNames = [BACKGROUND] + names
+    labels = mrml_bridge.segmentationToLabelmap(segmentationNode, volumeNode, classNames, fillValue=0)
+    return SegmentationResult(volumeNode, labels.astype(np.int32), classNames, method)

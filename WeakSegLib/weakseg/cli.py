@@ -1,0 +1,171 @@
+"""The ``weakseg`` command line.
+
+Each sub-command reads its inputs, checks them, runs one library function and writes
+its output atomically. Bad input exits with status 2 and a one-line message naming the
+file or value; a cancelled run (Ctrl-C or SIGTERM, as the Slicer module sends) exits
+with 130. Neither leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from weakseg import __version__
+from weakseg.errors import CancelledError, WeakSegInputError
+from weakseg.progress import Progress
+
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 130
+
+
+class _CancelFlag:
+    """Set by SIGTERM; polled by :class:`Progress` so work stops at the next report."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, *_args) -> None:
+        self.requested = True
+
+
+def _progress_reporter(kind: str, cancel: _CancelFlag) -> tuple[Progress, callable]:
+    """A Progress for ``--progress bar|lines|none`` and a function that closes it."""
+    if kind == "lines":
+
+        def print_line(fraction: float, message: str) -> None:
+            print(f"PROGRESS {100 * fraction:.1f} {message}", flush=True)
+
+        return Progress(print_line, lambda: cancel.requested), lambda: None
+    if kind == "bar":
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]", file=sys.stderr)
+
+        def move_bar(fraction: float, message: str) -> None:
+            bar.n = 100 * fraction
+            bar.set_description(message[:60], refresh=False)
+            bar.refresh()
+
+        return Progress(move_bar, lambda: cancel.requested), bar.close
+    return Progress(None, lambda: cancel.requested), lambda: None
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
+                        help="progress display: a bar, 'PROGRESS <percent> <message>' lines, or nothing")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, for reproducible runs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="weakseg", description="Weakly-supervised medical image segmentation.")
+    parser.add_argument("--version", action="version", version=f"weakseg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment one image from its scribbles")
+    segment.add_argument("image", help="image: NIfTI, NRRD, MHA, DICOM folder, PNG/JPG/BMP")
+    segment.add_argument("--scribbles", required=True,
+                         help="labelmap (0 = background, 1..K classes, 255 = unlabelled) or .seg.nrrd")
+    segment.add_argument("--out", required=True, help="result: .seg.nrrd (Slicer segmentation) or a labelmap")
+    segment.add_argument("--classes", help="class names in code order, background first: background,RV,Myo,LV")
+    segment.add_argument("--method", default="weakseg", choices=("weakseg", "growcut"),
+                         help="weakseg: learn from the scribbles; growcut: Slicer's Grow from seeds")
+    segment.add_argument("--model", help="cohort model (.pt) to adapt to this image's scribbles")
+    segment.add_argument("--steps", type=int, help="training steps (default: the method's own)")
+    _add_common(segment)
+
+    train = commands.add_parser("train", help="train a cohort model on a folder of images and scribbles")
+    train.add_argument("data_dir", help="folder of <case>_image.* and <case>_scribble.* files")
+    train.add_argument("--out", required=True, help="model file to write (.pt)")
+    train.add_argument("--split", help="cases to use, e.g. 001-060 (patient numbers) or a comma list of names")
+    train.add_argument("--classes", help="class names in code order, background first")
+    train.add_argument("--steps", type=int, help="training steps")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    _add_common(train)
+
+    predict = commands.add_parser("predict", help="segment images with a cohort model (no scribbles)")
+    predict.add_argument("model", help="model file written by 'weakseg train'")
+    predict.add_argument("images", nargs="+", help="images to segment")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--format", default=".seg.nrrd", choices=(".seg.nrrd", ".nii.gz", ".nrrd"),
+                         help="output file type")
+    _add_common(predict)
+
+    evaluate = commands.add_parser("evaluate", help="per-class Dice, Jaccard, HD95, sensitivity, specificity")
+    evaluate.add_argument("prediction", help="predicted labelmap")
+    evaluate.add_argument("truth", help="ground-truth labelmap on the same grid")
+    evaluate.add_argument("--classes", help="class names in code order, background first")
+
+    bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
+    bench.add_argument("kind", choices=("scribbles",), help="benchmark family")
+    bench.add_argument("data_dir", help="folder of <case>_image/_scribble/_label files")
+    bench.add_argument("--train-split", help="cases to train the cohort model on (omit: no cohort rows)")
+    bench.add_argument("--test-split", help="cases to evaluate on (default: all)")
+    bench.add_argument("--classes", help="class names in code order, background first")
+    bench.add_argument("--methods", default="growcut,weakseg",
+                       help="comma list of: growcut, weakseg, cohort, cohort+scribbles")
+    bench.add_argument("--model", help="use this cohort model instead of training one")
+    bench.add_argument("--cohort-steps", type=int, help="cohort training steps")
+    bench.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
+    bench.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
+    _add_common(bench)
+
+    demo = commands.add_parser("demo", help="run WeakSeg and Grow from seeds on the embedded brain template")
+    demo.add_argument("--out", default="weakseg-demo", help="output folder")
+    _add_common(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``weakseg`` command; returns the process exit status."""
+    arguments = build_parser().parse_args(argv)
+    cancel = _CancelFlag()
+    signal.signal(signal.SIGTERM, cancel.request)
+    progress, close = _progress_reporter(getattr(arguments, "progress", "none"), cancel)
+    try:
+        _run(arguments, progress)
+    except WeakSegInputError as error:
+        close()
+        print(f"weakseg: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (CancelledError, KeyboardInterrupt):
+        close()
+        print("weakseg: cancelled; no output written", file=sys.stderr)
+        return EXIT_CANCELLED
+    close()
+    return 0
+
+
+def _run(arguments: argparse.Namespace, progress: Progress) -> None:
+    if arguments.command == "segment":
+        from weakseg.commands import segment_command
+
+        segment_command(arguments, progress)
+    elif arguments.command == "train":
+        from weakseg.commands import train_command
+
+        train_command(arguments, progress)
+    elif arguments.command == "predict":
+        from weakseg.commands import predict_command
+
+        predict_command(arguments, progress)
+    elif arguments.command == "evaluate":
+        from weakseg.commands import evaluate_command
+
+        evaluate_command(arguments)
+    elif arguments.command == "bench":
+        from weakseg.bench import run_scribble_bench
+
+        run_scribble_bench(arguments, progress)
+    elif arguments.command == "demo":
+        from weakseg.demo import run_demo
+
+        run_demo(Path(arguments.out), progress, device_name=arguments.device, seed=arguments.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

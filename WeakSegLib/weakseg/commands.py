@@ -1,0 +1,104 @@
+"""What each ``weakseg`` sub-command does, given its parsed arguments.
+
+Kept apart from :mod:`weakseg.cli` so that argument parsing stays cheap (``--help`` does
+not import torch) and so that each command reads top to bottom: inputs, checks, work,
+output.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from weakseg.errors import WeakSegInputError
+from weakseg.io import read_image, read_sitk
+from weakseg.progress import Progress
+from weakseg.results import check_result_path, write_result
+from weakseg.weak_labels import load_scribbles
+
+
+def class_list(text: str | None) -> list[str] | None:
+    """``"background,RV,Myo"`` -> ``["background", "RV", "Myo"]``; None stays None."""
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
+def segment_command(arguments: argparse.Namespace, progress: Progress) -> None:
+    """``weakseg segment``: one image and its scribbles in, a segmentation out."""
+    from weakseg.methods import segment_image
+
+    image = read_image(arguments.image)
+    check_result_path(arguments.out, image.reference)
+    model = None
+    class_names = class_list(arguments.classes)
+    if arguments.model:
+        from weakseg.engine import pick_device
+        from weakseg.methods.cohort import load_cohort_model
+
+        model = load_cohort_model(arguments.model, pick_device(arguments.device))
+        class_names = class_names or list(model.class_names)
+    scribbles = load_scribbles(arguments.scribbles, image, class_names)
+    labels = segment_image(
+        image,
+        scribbles,
+        method=arguments.method,
+        model=model,
+        steps=arguments.steps,
+        device_name=arguments.device,
+        seed=arguments.seed,
+        progress=progress,
+    )
+    write_result(arguments.out, labels, image.reference, scribbles.class_names)
+
+
+def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
+    """``weakseg train``: a folder of images with scribbles in, a cohort model out."""
+    from weakseg.engine import pick_device
+    from weakseg.methods.cohort import CohortConfig, list_cases, train_cohort
+
+    if Path(arguments.out).suffix != ".pt":
+        raise WeakSegInputError(f"{arguments.out}: model file must end in .pt")
+    cases = list_cases(arguments.data_dir, arguments.split)
+    config = CohortConfig(seed=arguments.seed)
+    if arguments.steps:
+        config.steps = arguments.steps
+    train_cohort(
+        cases,
+        arguments.out,
+        config,
+        class_list(arguments.classes),
+        progress,
+        resume=arguments.resume,
+        device=pick_device(arguments.device),
+    )
+
+
+def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
+    """``weakseg predict``: a cohort model and images in, one segmentation per image out."""
+    from weakseg.engine import pick_device
+    from weakseg.methods.cohort import load_cohort_model, predict_volume
+
+    model = load_cohort_model(arguments.model, pick_device(arguments.device))
+    images = [read_image(path) for path in arguments.images]
+    output_folder = Path(arguments.out)
+    for index, image in enumerate(images):
+        part = progress.part(index / len(images), (index + 1) / len(images))
+        labels, _ = predict_volume(model, image, part)
+        name = Path(image.path).name
+        stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+        write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, list(model.class_names))
+
+
+def evaluate_command(arguments: argparse.Namespace) -> None:
+    """``weakseg evaluate``: print per-class scores of a prediction against the truth."""
+    from weakseg.metrics import evaluate_labelmaps, format_scores_table
+
+    prediction = read_sitk(arguments.prediction)
+    truth = read_sitk(arguments.truth)
+    class_names = class_list(arguments.classes)
+    if class_names is None:
+        highest = int(sitk.GetArrayViewFromImage(truth).max())
+        class_names = ["background"] + [f"class_{code}" for code in range(1, highest + 1)]
+    scores = evaluate_labelmaps(prediction, truth, class_names, arguments.prediction, arguments.truth)
+    print(format_scores_table(scores))

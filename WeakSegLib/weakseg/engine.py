@@ -1,0 +1,107 @@
+"""The training loop shared by every method: steps, learning-rate decay, checkpoints.
+
+A method supplies ``compute_loss(step)`` (draw a batch, run the model, return the loss);
+the loop does the rest. Checkpoints hold only tensors and plain Python values, are
+written atomically, and load with ``torch.load(weights_only=True)`` so a model file can
+never run code on the machine that opens it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from weakseg.errors import WeakSegInputError
+from weakseg.io import write_atomically
+from weakseg.progress import SILENT, Progress
+
+CHECKPOINT_FORMAT = "weakseg-checkpoint-1"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when available, else CPU; ``cpu``/``cuda`` force one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WeakSegInputError("--device cuda: no CUDA device is available on this machine")
+    if name not in ("cpu", "cuda"):
+        raise WeakSegInputError(f"device {name!r}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def poly_learning_rate(base: float, step: int, total_steps: int, exponent: float = 0.9) -> float:
+    """Polynomial decay to zero over the run, as nnU-Net uses."""
+    return base * (1.0 - step / max(total_steps, 1)) ** exponent
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    step: int,
+    metadata: dict,
+) -> None:
+    """Atomically write model weights, optimizer state, the step reached and metadata.
+
+    ``metadata`` must hold only plain values (str, int, float, bool, lists, dicts) so that
+    the file loads under ``weights_only=True``.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "metadata": metadata,
+    }
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` without unpickling code.
+
+    Raises:
+        WeakSegInputError: missing file, not a WeakSeg checkpoint, or unsafe content.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise WeakSegInputError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        raise WeakSegInputError(f"{path}: not a loadable WeakSeg model ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise WeakSegInputError(f"{path}: not a WeakSeg model file")
+    return payload
+
+
+def run_training(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: Callable[[int], torch.Tensor],
+    total_steps: int,
+    base_learning_rate: float,
+    progress: Progress = SILENT,
+    start_step: int = 0,
+    checkpoint: Callable[[int], None] | None = None,
+    checkpoint_every: int = 0,
+) -> None:
+    """Optimise ``compute_loss`` from ``start_step`` to ``total_steps``.
+
+    Args:
+        checkpoint: called with the number of completed steps every ``checkpoint_every``
+            steps and at the end, so an interrupted run can resume from there.
+    """
+    for step in range(start_step, total_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = poly_learning_rate(base_learning_rate, step, total_steps)
+        model.train()
+        loss = compute_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done = step + 1
+        progress.report(done / total_steps, f"training step {done}/{total_steps}, loss {loss.item():.4f}")
+        if checkpoint is not None and (done == total_steps or (checkpoint_every and done % checkpoint_every == 0)):
+            checkpoint(done)

@@ -1,0 +1,57 @@
+"""Losses for learning from weak labels: plain functions of (prediction, weak label).
+
+Shapes: ``logits`` are ``(N, K, H, W)`` (or any ``(N, K, ...)``); sparse ``labels`` are
+``(N, H, W)`` int64 holding a class code or ``ignore_index`` where nothing is known.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from weakseg.weak_labels import UNLABELLED
+
+
+def partial_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    ignore_index: int = UNLABELLED,
+) -> torch.Tensor:
+    """Cross-entropy over labelled voxels only (pCE; Tang et al. 2018, Lin et al. 2016).
+
+    Returns 0 (with a gradient path) when a batch holds no labelled voxel, so callers
+    need no special case.
+    """
+    if not bool((labels != ignore_index).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index)
+
+
+def balanced_class_weights(labels: torch.Tensor, num_classes: int, ignore_index: int = UNLABELLED) -> torch.Tensor:
+    """Inverse-frequency class weights of the labelled voxels in this batch, mean 1.
+
+    Scribbles over-represent large classes (background); rescaling per batch keeps thin
+    structures such as the myocardium from being drowned out (Valvano et al. 2021).
+    Classes absent from the batch get weight 0 (they contribute no term anyway).
+    """
+    counts = torch.bincount(labels[labels != ignore_index].flatten(), minlength=num_classes)[:num_classes].float()
+    weights = torch.where(counts > 0, 1.0 / counts.clamp(min=1.0), torch.zeros_like(counts))
+    present = counts > 0
+    if present.any():
+        weights = weights / weights[present].mean()
+    return weights
+
+
+def entropy_minimisation(logits: torch.Tensor) -> torch.Tensor:
+    """Mean Shannon entropy of the softmax (Grandvalet & Bengio 2005): pushes confident outputs."""
+    log_probabilities = F.log_softmax(logits, dim=1)
+    return -(log_probabilities.exp() * log_probabilities).sum(dim=1).mean()
+
+
+def total_variation(logits: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of softmax maps between in-plane neighbours: favours compact regions."""
+    probabilities = F.softmax(logits, dim=1)
+    vertical = (probabilities[..., 1:, :] - probabilities[..., :-1, :]).abs().mean()
+    horizontal = (probabilities[..., :, 1:] - probabilities[..., :, :-1]).abs().mean()
+    return vertical + horizontal

@@ -1,0 +1,62 @@
+"""Overlay pictures for people: image, scribbles, truth and prediction side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from weakseg.segnrrd import default_color
+from weakseg.weak_labels import UNLABELLED
+
+
+def overlay_picture(
+    image: np.ndarray,
+    truth: np.ndarray | None,
+    prediction: np.ndarray,
+    scribbles: np.ndarray | None = None,
+    slice_index: int | None = None,
+    opacity: float = 0.45,
+) -> np.ndarray:
+    """Panels of one slice: image with scribbles | truth | prediction, as uint8 RGB.
+
+    Args:
+        image: ``(C, Z, Y, X)`` intensities; grey images are shown in grey, RGB as is.
+        truth: ``(Z, Y, X)`` class codes, or None to leave that panel out.
+        prediction: ``(Z, Y, X)`` class codes.
+        scribbles: ``(Z, Y, X)`` codes with 255 = unlabelled, drawn opaque on panel one.
+        slice_index: the slice to show; default is the slice with most foreground in
+            ``truth`` (or in ``prediction`` when there is no truth).
+
+    Returns:
+        uint8 ``(Y, n * X, 3)``.
+    """
+    reference = truth if truth is not None else prediction
+    if slice_index is None:
+        slice_index = int(np.argmax((reference > 0).reshape(reference.shape[0], -1).sum(axis=1)))
+    grey = _to_rgb(image[:, slice_index])
+    first = grey.copy()
+    if scribbles is not None:
+        first = _paint(first, np.where(scribbles[slice_index] == UNLABELLED, 0, scribbles[slice_index] + 1), 1.0, shift=1)
+    panels = [first]
+    if truth is not None:
+        panels.append(_paint(grey, truth[slice_index], opacity))
+    panels.append(_paint(grey, prediction[slice_index], opacity))
+    return np.concatenate(panels, axis=1)
+
+
+def _to_rgb(channels: np.ndarray) -> np.ndarray:
+    """``(C, Y, X)`` -> float RGB in [0, 1], each channel stretched to its 1-99 percentiles."""
+    shown = channels if channels.shape[0] == 3 else np.repeat(channels[:1], 3, axis=0)
+    low, high = np.percentile(shown, (1, 99))
+    return np.clip((np.moveaxis(shown, 0, -1) - low) / max(high - low, 1e-6), 0, 1)
+
+
+def _paint(rgb: np.ndarray, codes: np.ndarray, opacity: float, shift: int = 0) -> np.ndarray:
+    """Blend each non-zero class code's colour onto ``rgb``; returns uint8 when done."""
+    painted = rgb.astype(np.float32).copy()
+    for code in np.unique(codes):
+        if code == 0:
+            continue
+        colour = (0.85, 0.85, 0.85) if code - shift == 0 else default_color(int(code) - shift)
+        mask = codes == code
+        painted[mask] = (1 - opacity) * painted[mask] + opacity * np.array(colour)
+    return (np.clip(painted, 0, 1) * 255).astype(np.uint8)
