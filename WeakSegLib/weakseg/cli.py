@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run WeakSeg and Grow from seeds on the embedded brain template")
     demo.add_argument("--out", default="weakseg-demo", help="output folder")
+    demo.add_argument("--steps", type=int, help="training steps of the WeakSeg method (default: its own)")
     _add_common(demo)
     return parser
 
@@ -164,7 +165,7 @@ def _run(arguments: argparse.Namespace, progress: Progress) -> None:
     elif arguments.command == "demo":
         from weakseg.demo import run_demo
 
-        run_demo(Path(arguments.out), progress, device_name=arguments.device, seed=arguments.seed)
+        run_demo(Path(arguments.out), progress, arguments.device, arguments.seed, arguments.steps)
 
 
 if __name__ == "__main__":

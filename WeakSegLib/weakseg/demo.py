@@ -22,7 +22,9 @@ from weakseg.results import write_result
 from weakseg.weak_labels import load_scribbles
 
 
-def run_demo(out: Path, progress: Progress, device_name: str = "auto", seed: int = 0) -> dict[str, list[float]]:
+def run_demo(
+    out: Path, progress: Progress, device_name: str = "auto", seed: int = 0, steps: int | None = None
+) -> dict[str, list[float]]:
     """Segment the demo case with WeakSeg and with Grow from seeds; print and return Dice.
 
     Writes to ``out``: the case (``image.nii.gz``, ``scribbles.nii.gz``, ``truth.nii.gz``),
@@ -49,7 +51,7 @@ def run_demo(out: Path, progress: Progress, device_name: str = "auto", seed: int
     scores = {}
     for index, method in enumerate(("weakseg", "growcut")):
         started = time.perf_counter()
-        labels = segment_image(image, scribbles, method=method, device_name=device_name, seed=seed,
+        labels = segment_image(image, scribbles, method=method, steps=steps, device_name=device_name, seed=seed,
                                progress=progress.part(index / 2, (index + 1) / 2))
         seconds = time.perf_counter() - started
         results[method] = labels

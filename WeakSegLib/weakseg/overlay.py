@@ -33,10 +33,11 @@ def overlay_picture(
     if slice_index is None:
         slice_index = int(np.argmax((reference > 0).reshape(reference.shape[0], -1).sum(axis=1)))
     grey = _to_rgb(image[:, slice_index])
-    first = grey.copy()
+    scribble_codes = np.zeros(prediction.shape[1:], dtype=np.int32)
     if scribbles is not None:
-        first = _paint(first, np.where(scribbles[slice_index] == UNLABELLED, 0, scribbles[slice_index] + 1), 1.0, shift=1)
-    panels = [first]
+        drawn = scribbles[slice_index].astype(np.int32)
+        scribble_codes = np.where(drawn == UNLABELLED, 0, drawn + 1)
+    panels = [_paint(grey, scribble_codes, 1.0, shift=1)]
     if truth is not None:
         panels.append(_paint(grey, truth[slice_index], opacity))
     panels.append(_paint(grey, prediction[slice_index], opacity))

@@ -87,11 +87,11 @@ def segment_interactive(
     scribble_slices = torch.from_numpy(scribbles.labels[region].astype(np.int64))
     pseudo_slices = torch.from_numpy(pseudo_labels[region].astype(np.int64))
     size = _training_size(images.shape[-2:], config.max_size)
+    torch.manual_seed(seed)
     model = UNet2D(images.shape[1], scribbles.num_classes, config.channels).to(device)
     inputs, targets = _prepare(images, [scribble_slices, pseudo_slices], size, model.size_multiple)
     inputs, targets = inputs.to(device), [target.to(device) for target in targets]
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
 
     def compute_loss(step: int) -> torch.Tensor:
         batch, (scribbled, pseudo) = augment(inputs.cpu(), [target.cpu() for target in targets], generator)
@@ -105,6 +105,7 @@ def segment_interactive(
         )
 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    progress.report(0.05, f"training on {inputs.shape[0]} slices of {inputs.shape[-2]}x{inputs.shape[-1]}")
     run_training(model, optimizer, compute_loss, config.steps, config.learning_rate, progress.part(0.05, 0.9))
     progress.report(0.9, "predicting")
     probabilities = _predict(model, inputs, size, tuple(images.shape[-2:]))

@@ -6,7 +6,7 @@ loader. Skipped when PySide6 is not installed.
 
 Run this file as a script to refresh the panel preview shown in the extension catalog::
 
-    /work/venv/bin/python Testing/slicer/test_slicer_ui_pyside.py
+    .venv/bin/python Testing/extension/test_slicer_ui_pyside.py
 """
 
 from __future__ import annotations

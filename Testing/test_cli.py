@@ -1,0 +1,120 @@
+"""The ``weakseg`` command line: outputs, geometry, bad input and cancellation.
+
+Commands run in-process through ``weakseg.cli.main`` (fast); cancellation runs a real
+subprocess and sends it SIGTERM as the Slicer module does.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+import SimpleITK as sitk
+
+from conftest import CLASSES, dice, write_case, write_volume
+from weakseg.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, main
+
+
+def run(*argv: str) -> int:
+    return main([str(value) for value in argv])
+
+
+def test_segment_growcut_writes_named_segments(synthetic_case, tmp_path):
+    pytest.importorskip("slicer", reason="growcut needs slicer-core")
+    out = tmp_path / "result.seg.nrrd"
+    assert run("segment", synthetic_case.image, "--scribbles", synthetic_case.scribbles, "--out", out,
+               "--classes", CLASSES, "--method", "growcut", "--progress", "none") == 0
+    result = sitk.ReadImage(str(out))
+    names = {result.GetMetaData(f"Segment{i}_Name"): int(result.GetMetaData(f"Segment{i}_LabelValue")) for i in range(2)}
+    assert names == {"bright": 1, "dim": 2}
+    labels = sitk.GetArrayFromImage(result)
+    assert dice(labels, synthetic_case.truth, 1) > 0.8 and dice(labels, synthetic_case.truth, 2) > 0.8
+
+
+def test_segment_weakseg_labelmap_keeps_the_image_geometry(synthetic_case, tmp_path):
+    out = tmp_path / "result.nrrd"
+    assert run("segment", synthetic_case.image, "--scribbles", synthetic_case.scribbles, "--out", out,
+               "--steps", "30", "--progress", "lines") == 0
+    image, result = sitk.ReadImage(str(synthetic_case.image)), sitk.ReadImage(str(out))
+    assert result.GetSpacing() == pytest.approx(image.GetSpacing())
+    assert result.GetOrigin() == pytest.approx(image.GetOrigin())
+    assert result.GetDirection() == pytest.approx(image.GetDirection())
+    labels = sitk.GetArrayFromImage(result)
+    assert dice(labels, synthetic_case.truth, 1) > 0.85 and dice(labels, synthetic_case.truth, 2) > 0.85
+
+
+def test_progress_lines_are_machine_readable(synthetic_case, tmp_path, capsys):
+    run("segment", synthetic_case.image, "--scribbles", synthetic_case.scribbles, "--out", tmp_path / "r.nii.gz",
+        "--steps", "5", "--progress", "lines")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("PROGRESS ")]
+    percents = [float(line.split()[1]) for line in lines]
+    assert len(lines) > 5 and percents == sorted(percents) and percents[-1] == 100.0
+
+
+def bad_input_message(capsys, *argv) -> str:
+    assert run(*argv) == EXIT_BAD_INPUT
+    return capsys.readouterr().err
+
+
+def test_scribbles_on_another_grid_are_refused_without_output(synthetic_case, tmp_path, capsys):
+    scribbles = sitk.ReadImage(str(synthetic_case.scribbles))
+    shifted = tmp_path / "shifted.nii.gz"
+    write_volume(sitk.GetArrayFromImage(scribbles), shifted, origin=(0.0, 0.0, 0.0))
+    out = tmp_path / "result.seg.nrrd"
+    message = bad_input_message(capsys, "segment", synthetic_case.image, "--scribbles", shifted, "--out", out)
+    assert "shifted.nii.gz" in message and "origin" in message
+    assert not out.exists() and not any(tmp_path.glob(".result*"))
+
+
+def test_missing_image_and_bad_output_suffix_are_named(synthetic_case, tmp_path, capsys):
+    message = bad_input_message(capsys, "segment", tmp_path / "absent.nii.gz", "--scribbles",
+                                synthetic_case.scribbles, "--out", tmp_path / "r.nii.gz")
+    assert "absent.nii.gz" in message and "no such file" in message
+    message = bad_input_message(capsys, "segment", synthetic_case.image, "--scribbles", synthetic_case.scribbles,
+                                "--out", tmp_path / "r.txt")
+    assert "r.txt" in message and ".seg.nrrd" in message
+
+
+def test_unknown_class_code_is_refused(synthetic_case, tmp_path, capsys):
+    message = bad_input_message(capsys, "segment", synthetic_case.image, "--scribbles", synthetic_case.scribbles,
+                                "--out", tmp_path / "r.nii.gz", "--classes", "background,bright")
+    assert "class code 2" in message
+
+
+def test_evaluate_prints_per_class_scores(synthetic_case, capsys):
+    assert run("evaluate", synthetic_case.label, synthetic_case.label, "--classes", CLASSES) == 0
+    table = capsys.readouterr().out
+    assert "bright" in table and "dim" in table and "1.000" in table
+
+
+def test_bench_prints_a_table_and_writes_csv_and_overlays(tmp_path, capsys):
+    pytest.importorskip("slicer", reason="growcut needs slicer-core")
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(2):
+        write_case(data, f"case{index:02d}", seed=index)
+    out = tmp_path / "bench"
+    assert run("bench", "scribbles", data, "--methods", "growcut", "--classes", CLASSES, "--out", out,
+               "--overlays", "1", "--progress", "none") == 0
+    table = capsys.readouterr().out
+    assert "| growcut |" in table and "Dice bright" in table
+    assert (out / "cases.csv").read_text().count("\n") == 3
+    assert (out / "summary.csv").exists()
+    overlay = sitk.ReadImage(str(out / "overlay_case00_growcut.png"))
+    assert overlay.GetNumberOfComponentsPerPixel() == 3 and overlay.GetSize()[0] == 3 * 48
+
+
+def test_sigterm_cancels_training_and_writes_nothing(synthetic_case, tmp_path):
+    out = tmp_path / "result.seg.nrrd"
+    command = [sys.executable, "-m", "weakseg", "segment", str(synthetic_case.image), "--scribbles",
+               str(synthetic_case.scribbles), "--out", str(out), "--steps", "100000", "--progress", "lines"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if "training step" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == EXIT_CANCELLED
+    assert "cancelled" in process.stderr.read()
+    assert not out.exists() and not list(tmp_path.glob(".result*"))
