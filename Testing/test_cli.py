@@ -13,7 +13,7 @@ import sys
 import pytest
 import SimpleITK as sitk
 
-from conftest import CLASSES, dice, write_case, write_volume
+from conftest import CLASSES, dice, make_blob_volume, write_case, write_volume
 from weakseg.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, main
 
 
@@ -118,3 +118,34 @@ def test_sigterm_cancels_training_and_writes_nothing(synthetic_case, tmp_path):
     assert process.wait(timeout=60) == EXIT_CANCELLED
     assert "cancelled" in process.stderr.read()
     assert not out.exists() and not list(tmp_path.glob(".result*"))
+
+
+def test_train_predict_and_adapt_from_the_command_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(2):
+        write_case(data, f"patient{index + 1:03d}", seed=index)
+    model = tmp_path / "model.pt"
+    assert run("train", data, "--out", model, "--split", "1-2", "--classes", CLASSES, "--steps", "4",
+               "--progress", "none") == 0
+    assert run("train", data, "--out", model, "--classes", CLASSES, "--steps", "6", "--resume", "--progress", "none") == 0
+    import torch
+
+    assert torch.load(model, weights_only=True)["step"] == 6
+    predictions = tmp_path / "predictions"
+    assert run("predict", model, data / "patient001_image.nii.gz", "--out", predictions, "--progress", "none") == 0
+    predicted = sitk.ReadImage(str(predictions / "patient001_image.seg.nrrd"))
+    assert predicted.GetSize() == sitk.ReadImage(str(data / "patient001_image.nii.gz")).GetSize()
+    adapted = tmp_path / "adapted.nii.gz"
+    assert run("segment", data / "patient002_image.nii.gz", "--scribbles", data / "patient002_scribble.nii.gz",
+               "--model", model, "--steps", "3", "--out", adapted, "--progress", "none") == 0
+    assert adapted.is_file()
+
+
+def test_train_refuses_a_folder_without_scribbles(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    intensity, _, _ = make_blob_volume()
+    write_volume(intensity, tmp_path / "data" / "lonely_image.nii.gz")
+    message = bad_input_message(capsys, "train", tmp_path / "data", "--out", tmp_path / "m.pt")
+    assert "data" in message and "scribble" in message
+    assert not (tmp_path / "m.pt").exists()

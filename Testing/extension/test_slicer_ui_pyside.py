@@ -20,7 +20,7 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 UI_FILE = REPOSITORY / "WeakSegExtension" / "Resources" / "UI" / "WeakSeg.ui"
-SCREENSHOT = REPOSITORY / "WeakSegExtension" / "Resources" / "Screenshots" / "WeakSeg.png"
+SCREENSHOT = REPOSITORY / "Resources" / "Screenshots" / "WeakSeg-panel.png"
 
 
 def loadPanel():
