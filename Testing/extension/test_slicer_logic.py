@@ -10,7 +10,6 @@ few dozen steps only.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
