@@ -24,6 +24,7 @@ from weakseg.methods.cohort import (
     list_cases,
     load_cohort_model,
     parse_split,
+    _outside_scribbles,
     predict_volume,
     train_cohort,
 )
@@ -213,13 +214,24 @@ def test_scribble_codes_beyond_the_classes_are_refused(cohort, tmp_path):
         train_cohort(list_cases(cohort, "1"), tmp_path / "m.pt", CohortConfig(steps=2, **TINY), ["background", "disk"])
 
 
+def test_far_from_the_scribbles_is_background():
+    labels = torch.full((2, 40, 40), UNLABELLED)
+    labels[0, 15, 15:25] = 1
+    labels[0, 25, 15:25] = 0
+    far = _outside_scribbles(labels, margin=0.1)  # 4 px beyond the hull
+    assert not far[1].any(), "a slice without scribbles gets no prior"
+    assert not far[0, 15:26, 15:25].any(), "the hull of the scribbles is never background"
+    assert not far[0, 12, 20] and far[0, 10, 20], "the margin is 4 px"
+    assert far[0, 0, 0] and far[0, -1, -1]
+
+
 # ----------------------------------------------------------------------------- prediction
 
 
 def test_predict_volume_shapes_and_geometry(cohort, trained):
     model = load_cohort_model(trained[0])
     image = read_image(list_cases(cohort, "case005")[0].image_path)
-    labels, probabilities = predict_volume(model, image)
+    labels, probabilities = predict_volume(model, image, largest_component=False)
     assert labels.shape == (3, 28, 40) and labels.dtype == np.uint8
     assert probabilities.shape == (3, 3, 28, 40) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)

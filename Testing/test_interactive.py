@@ -60,8 +60,9 @@ def test_region_of_interest_is_the_foreground_box_plus_margin():
     labels = np.full((3, 50, 60), UNLABELLED, dtype=np.uint8)
     labels[1, 20:30, 25:35] = 1
     labels[0, 0, :] = 0
-    box = region_of_interest(labels, margin_fraction=0.0, minimum_margin=5)
-    assert box == (slice(0, 3), slice(15, 35), slice(20, 40))
+    assert region_of_interest(labels, margin_fraction=0.0, minimum_margin=5) == (slice(0, 3), slice(15, 35), slice(20, 40))
+    assert region_of_interest(labels, margin_fraction=0.5, minimum_margin=0)[1] == slice(15, 35)
+    assert region_of_interest(labels, margin_fraction=3.0, minimum_margin=0)[1] == slice(0, 50)
 
 
 def test_progress_is_reported_and_cancel_stops_the_work(synthetic_case):

@@ -28,21 +28,6 @@ def normalise_intensity(array: np.ndarray) -> np.ndarray:
     return result
 
 
-def padding_mask(array: np.ndarray) -> np.ndarray:
-    """Voxels outside the imaged region: bool ``(Z, Y, X)`` for a ``(C, Z, Y, X)`` image.
-
-    A voxel is padding when it is exactly 0 in every channel and not enclosed by non-zero
-    voxels in its slice (holes are filled), as nnU-Net's "nonzero mask" (Isensee et al.
-    2021). Zero-filled borders of resampled or re-packaged scans (ACDC as distributed by
-    WSL4MIS) are never scribbled, so a network is free to call them anything; methods
-    label them background instead. Raw intensities must be given (before normalisation).
-    """
-    from scipy.ndimage import binary_fill_holes
-
-    nonzero = (array != 0).any(axis=0)
-    return ~np.stack([binary_fill_holes(slice_) for slice_ in nonzero])
-
-
 def volume_to_slices(array: np.ndarray) -> torch.Tensor:
     """``(C, Z, Y, X)`` -> ``(Z, C, Y, X)`` float tensor: one 2D sample per slice."""
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, 1, 0))).float()

@@ -35,6 +35,16 @@ Method
   128-160. Probabilities are resized back to the original slice size before the argmax,
   so predictions keep the image's grid and geometry. Resizing whole slices (no crop)
   keeps the method free of anatomy-specific assumptions; the aspect ratio is restored.
+* **Far from the scribbles is background** (``outside_weight``, ``outside_margin``):
+  scribblers outline the structures with background strokes, but nobody scribbles the
+  far field of view (air above and below the chest, zero-filled borders), where a network
+  trained on pCE alone is free to predict anything: on ACDC it labelled those regions
+  "RV" (RV Dice 0.09 on val). Pixels of a scribbled slice farther than ``outside_margin``
+  (fraction of the slice size) from the convex hull of all its scribbles are therefore
+  taken as background, in a separate, weakly weighted cross-entropy term: the
+  loose-bounding-region prior of box supervision (outside the box is background;
+  Kervadec et al., MIDL 2020; Dai et al., BoxSup 2015), with the region given by the
+  scribbles' hull.
 * **Loss** on a random batch of augmented (:func:`weakseg.data.augment`) scribbled slices:
 
   - class-balanced partial cross-entropy on the scribbled pixels
@@ -57,8 +67,10 @@ Method
 
 * **Prediction** (:func:`predict_volume`): normalise, resize each slice, softmax averaged
   over flip test-time augmentation (identity, left-right, up-down, both), resize the
-  probabilities back, argmax. Optionally keep only the largest 3D connected component of
-  every foreground class.
+  probabilities back, argmax; then (``largest_component``, on by default) keep only the
+  largest 3D connected component of every foreground class, which raised mean Dice on
+  ACDC val from 0.844 to 0.852 (LV +0.015, Myo +0.008, RV +0.001). Turn it off for
+  structures that come in several pieces (lesions, metastases).
 
 * **Adaptation** (:func:`adapt_to_scribbles`, ``weakseg segment IMAGE --scribbles S
   --model M``): a copy of the cohort network is fine-tuned for a few dozen steps on this
@@ -86,7 +98,7 @@ from weakseg.io import LoadedImage, read_image, suffix_of
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
-from weakseg.weak_labels import UNLABELLED, Scribbles, load_scribbles
+from weakseg.weak_labels import UNLABELLED, Scribbles, _check_class_names, load_scribbles
 
 METHOD_NAME = "cohort-unet2d"
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")
@@ -216,14 +228,28 @@ def list_cases(folder: str | os.PathLike, split: str | None = None, require_scri
 class CohortConfig:
     """Settings of a cohort training run (stored in the model file as a plain dict).
 
-    The defaults suit a CPU budget of ~1 h on ACDC-sized cohorts; on a GPU raise
-    ``image_size`` to 192-256, ``steps`` to 20-60k and widen ``channels``.
+    The defaults are the configuration measured on ACDC on a shared 2-core CPU
+    (~25 min for 3000 steps; mean val Dice 0.852 without scribbles, 0.87 with
+    adaptation to each volume's scribbles). On a GPU raise ``image_size`` to 192-256, ``steps``
+    to 20-60k and ``channels`` to (32, 64, 128, 256, 512).
+
+    Attributes:
+        image_size: square side every slice is resized to (multiple of 2**(levels-1)).
+        channels, dropout: :class:`~weakseg.models.UNet2D` widths per level, bottleneck dropout.
+        steps, batch_size, learning_rate, weight_decay: AdamW, polynomial decay.
+        entropy_weight, tv_weight: regularisers on all pixels.
+        pseudo_label_weight, pseudo_label_threshold, pseudo_label_warmup: self-training on
+            confident predictions after ``warmup`` x ``steps`` (0 = off; not validated on ACDC).
+        outside_weight, outside_margin: background prior beyond the scribbles' hull.
+        largest_component: default of :func:`predict_volume` / :func:`adapt_to_scribbles`.
+        max_rotation_degrees, max_scale: augmentation (:func:`weakseg.data.augment`).
+        checkpoint_every: steps between checkpoints; seed: network init and batch order.
     """
 
     image_size: int = 128
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128)
     dropout: float = 0.1
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 12
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -232,9 +258,12 @@ class CohortConfig:
     pseudo_label_weight: float = 0.0
     pseudo_label_threshold: float = 0.95
     pseudo_label_warmup: float = 0.3
+    outside_weight: float = 0.1
+    outside_margin: float = 0.1
+    largest_component: bool = True
     max_rotation_degrees: float = 20.0
     max_scale: float = 0.15
-    checkpoint_every: int = 200
+    checkpoint_every: int = 100
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -357,13 +386,24 @@ def _load_training_data(cases, class_names, size, progress: Progress):
     return torch.cat(images), torch.cat(labels), channels
 
 
-def _check_class_names(class_names: list[str]) -> list[str]:
-    class_names = list(class_names)
-    if len(class_names) < 2 or class_names[0].lower() != "background":
-        raise WeakSegInputError(f"class list {class_names} must start with 'background' and name at least one more")
-    if len({name.lower() for name in class_names}) != len(class_names):
-        raise WeakSegInputError(f"class list {class_names} repeats a name")
-    return class_names
+def _outside_scribbles(labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Pixels farther than ``margin`` x slice size from the convex hull of a slice's scribbles.
+
+    ``labels`` ``(N, H, W)`` (255 = unlabelled); returns bool ``(N, H, W)``, all False on
+    slices without scribbles.
+    """
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import convex_hull_image
+
+    result = torch.zeros(labels.shape, dtype=torch.bool)
+    distance = margin * max(labels.shape[-2:])
+    for index, slice_labels in enumerate(labels.numpy()):
+        scribbled = slice_labels != UNLABELLED
+        if not scribbled.any():
+            continue
+        hull = convex_hull_image(scribbled) | scribbled
+        result[index] = torch.from_numpy(distance_transform_edt(~hull) > distance)
+    return result
 
 
 # --------------------------------------------------------------------------- training
@@ -416,7 +456,8 @@ def train_cohort(
             not beyond the stored step.
     """
     device = _resolve_device(device)
-    class_names = _check_class_names(class_names)
+    class_names = list(class_names)
+    _check_class_names(class_names, "class names")
     if not cases:
         raise WeakSegInputError("no training cases given")
     for case in cases:
@@ -429,6 +470,7 @@ def train_cohort(
         start_step = _check_resumable(stored, out_path, config, class_names)
 
     images, labels, in_channels = _load_training_data(cases, class_names, config.image_size, progress.part(0.0, 0.05))
+    outside = _outside_scribbles(labels, config.outside_margin).long()
     scribbled = torch.nonzero((labels != UNLABELLED).flatten(1).any(dim=1)).flatten()
     if not len(scribbled):
         raise WeakSegInputError("none of the training cases has a scribbled voxel")
@@ -452,15 +494,19 @@ def train_cohort(
 
     def compute_loss(step: int) -> torch.Tensor:
         pick = scribbled[torch.randint(len(scribbled), (config.batch_size,), generator=generator)]
-        batch, (target,) = augment(
-            images[pick], [labels[pick]], generator, config.max_rotation_degrees, config.max_scale
+        batch, (target, far) = augment(
+            images[pick], [labels[pick], outside[pick]], generator, config.max_rotation_degrees, config.max_scale
         )
         logits = network(batch.to(device))
         pseudo_weight = 0.0
         if config.pseudo_label_weight and step >= warmup_steps:
             ramp = min(1.0, (step - warmup_steps + 1) / max(1, config.steps // 10))
             pseudo_weight = config.pseudo_label_weight * ramp
-        return _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight)
+        loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight)
+        if config.outside_weight:
+            background = torch.where(far == 1, 0, UNLABELLED).to(device)
+            loss = loss + config.outside_weight * partial_cross_entropy(logits, background)
+        return loss
 
     def checkpoint(step: int) -> None:
         metadata = {
@@ -554,7 +600,7 @@ def _check_channels(model: CohortModel, image: LoadedImage) -> None:
 
 
 def _predict_with(
-    network: torch.nn.Module, model: CohortModel, image: LoadedImage, largest_component: bool
+    network: torch.nn.Module, model: CohortModel, image: LoadedImage, largest_component: bool | None
 ) -> tuple[np.ndarray, np.ndarray]:
     slices = _prepare_slices(image, model.image_size)
     small = _predict_resized(network, slices, model.device)
@@ -562,19 +608,24 @@ def _predict_with(
     probabilities = resize_images(small, (height, width))
     probabilities = probabilities / probabilities.sum(dim=1, keepdim=True).clamp(min=1e-8)
     labels = probabilities.argmax(dim=1).numpy().astype(np.uint8)
-    if largest_component:
+    if model.config.largest_component if largest_component is None else largest_component:
         labels = _keep_largest_components(labels, model.num_classes)
     return labels, np.ascontiguousarray(probabilities.permute(1, 0, 2, 3).numpy().astype(np.float32))
 
 
 def predict_volume(
-    model: CohortModel, image: LoadedImage, progress: Progress = SILENT, largest_component: bool = False
+    model: CohortModel, image: LoadedImage, progress: Progress = SILENT, largest_component: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment ``image`` with a cohort model, without scribbles.
 
+    Args:
+        largest_component: keep only the largest connected component of every foreground
+            class in ``labels``; None takes the model's ``config.largest_component``.
+
     Returns:
         ``labels`` uint8 ``(Z, Y, X)`` (codes index ``model.class_names``) and
-        ``probabilities`` float32 ``(K, Z, Y, X)``, both on the image's grid.
+        ``probabilities`` float32 ``(K, Z, Y, X)``, both on the image's grid. The
+        probabilities are the network's (flip-averaged) output, before the component filter.
 
     Raises:
         WeakSegInputError: the image's channel count differs from the model's.
@@ -610,7 +661,7 @@ def adapt_to_scribbles(
     learning_rate: float = 3e-4,
     pseudo_label_threshold: float = 0.9,
     pseudo_label_weight: float = 0.5,
-    largest_component: bool = False,
+    largest_component: bool | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fine-tune a copy of the cohort model on one volume's scribbles, then segment it.
@@ -640,6 +691,9 @@ def adapt_to_scribbles(
     pseudo = torch.where(
         (confidence > pseudo_label_threshold) & (targets == UNLABELLED), predicted, torch.full_like(predicted, UNLABELLED)
     )
+    if model.config.outside_weight:
+        far = _outside_scribbles(targets, model.config.outside_margin)
+        pseudo = torch.where(far & (targets == UNLABELLED), 0, pseudo)
     network = copy.deepcopy(model.network)
     optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ enough of each structure's extent. The method therefore combines two weak signal
    grow-cut (the filter behind Slicer's *Grow from seeds*; scikit-image's random walker
    where slicer-core is absent). These labels are dense but wrong near weak edges.
 2. **A network trained on the region of interest**: a small 2D U-Net on the slices of
-   the scribbles' bounding box (plus a margin), with
+   the bounding box of the foreground scribbles (plus a margin), with
 
    * class-balanced partial cross-entropy on the scribbled voxels (exact labels),
    * cross-entropy towards the propagated pseudo labels (dense, noisy labels),
@@ -63,7 +63,7 @@ class InteractiveConfig:
     channels: tuple[int, ...] = (8, 16, 32, 64)
     pseudo_label_weight: float = 1.0
     smoothness_weight: float = 0.1
-    margin_fraction: float = 0.15
+    margin_fraction: float = 0.3
     minimum_margin: int = 12
     max_size: int = 160
     use_crf: bool = True
@@ -151,7 +151,12 @@ def _random_walker_slices(image: LoadedImage, scribbles: Scribbles) -> np.ndarra
 
 
 def region_of_interest(labels: np.ndarray, margin_fraction: float, minimum_margin: int) -> tuple[slice, slice, slice]:
-    """All slices, and the in-plane bounding box of foreground scribbles plus a margin."""
+    """All slices, and the in-plane bounding box of the foreground scribbles plus a margin.
+
+    The margin must hold the parts of the structures that reach beyond their scribbles
+    (on ACDC val a 30 % margin beat 15 %; the box of all scribbles, background included,
+    was larger and did worse on the myocardium of some volumes).
+    """
     foreground = np.argwhere((labels != UNLABELLED) & (labels > 0))
     low, high = foreground.min(axis=0), foreground.max(axis=0) + 1
     box = [slice(0, labels.shape[0])]
