@@ -13,7 +13,7 @@ import sys
 import pytest
 import SimpleITK as sitk
 
-from conftest import CLASSES, dice, make_blob_volume, write_case, write_volume
+from synthetic_data import CLASSES, dice, make_blob_volume, write_case, write_volume
 from weakseg.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, main
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import dice
+from synthetic_data import dice
 from weakseg.errors import CancelledError
 from weakseg.io import read_image
 from weakseg.methods.interactive import InteractiveConfig, propagate_scribbles, region_of_interest, segment_interactive

@@ -50,8 +50,9 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     device = pick_device(arguments.device)
     model = None
     if any(name.startswith("cohort") for name in methods):
-        model = _cohort_model(arguments, out, device, progress.part(0.0, 0.5))
-        progress = progress.part(0.5, 1.0)
+        training_share = 0.0 if arguments.model else 0.5
+        model = _cohort_model(arguments, out, device, progress.part(0.0, training_share))
+        progress = progress.part(training_share, 1.0)
     class_names = class_list(arguments.classes) or (list(model.class_names) if model else None)
     rows = []
     for index, case in enumerate(cases):
