@@ -71,7 +71,7 @@ def load_scribbles(path: str | os.PathLike, image: LoadedImage, class_names: lis
     """
     path = str(path)
     if class_names is not None:
-        _check_class_names(class_names, path)
+        check_class_names(class_names, path)
     if suffix_of(path) == ".seg.nrrd":
         labels, class_names = _labels_from_segments(path, image, class_names)
     else:
@@ -81,7 +81,8 @@ def load_scribbles(path: str | os.PathLike, image: LoadedImage, class_names: lis
     return scribbles
 
 
-def _check_class_names(class_names: list[str], path: str) -> None:
+def check_class_names(class_names: list[str], path: str) -> None:
+    """Raise WeakSegInputError unless ``class_names`` starts with background, names another class and has no repeats."""
     if len(class_names) < 2 or class_names[0].lower() != BACKGROUND:
         raise WeakSegInputError(
             f"{path}: class list {class_names} must start with 'background' and name at least one more class"
