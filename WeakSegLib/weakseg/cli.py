@@ -12,6 +12,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
 from weakseg import __version__
 from weakseg.errors import CancelledError, WeakSegInputError
@@ -31,7 +32,7 @@ class _CancelFlag:
         self.requested = True
 
 
-def _progress_reporter(kind: str, cancel: _CancelFlag) -> tuple[Progress, callable]:
+def _progress_reporter(kind: str, cancel: _CancelFlag) -> tuple[Progress, Callable[[], None]]:
     """A Progress for ``--progress bar|lines|none`` and a function that closes it."""
     if kind == "lines":
 
