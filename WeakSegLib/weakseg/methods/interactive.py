@@ -58,7 +58,7 @@ class InteractiveConfig:
         use_crf: refine the prediction with the dense CRF.
     """
 
-    steps: int = 120
+    steps: int = 200
     learning_rate: float = 3e-3
     channels: tuple[int, ...] = (8, 16, 32, 64)
     pseudo_label_weight: float = 1.0
