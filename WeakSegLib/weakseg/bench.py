@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from weakseg.commands import class_list
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image, read_labelmap, write_atomically
 from weakseg.metrics import dice_per_class
-from weakseg.overlay import overlay_picture
+from weakseg.overlay import overlay_picture, write_png
 from weakseg.progress import Progress
 from weakseg.weak_labels import load_scribbles
 
@@ -71,7 +70,7 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
                          **{name: float(dice[code]) for code, name in enumerate(class_names) if code}})
             if index < arguments.overlays:
                 picture = overlay_picture(image.array, truth, labels, scribbles.labels)
-                _write_png(out / f"overlay_{case.name}_{method.replace('+', '_')}.png", picture)
+                write_png(out / f"overlay_{case.name}_{method.replace('+', '_')}.png", picture)
     progress.report(1.0, "done")
     summary = summarise(rows, methods, class_names[1:])
     _write_csv(out / "cases.csv", rows)
@@ -150,8 +149,3 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             writer.writerows(rows)
 
     write_atomically(path, write)
-
-
-def _write_png(path: Path, picture: np.ndarray) -> None:
-    image = sitk.GetImageFromArray(picture, isVector=True)
-    write_atomically(path, lambda temporary: sitk.WriteImage(image, temporary))

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from weakseg.bench import _write_png
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image, read_labelmap, write_image
 from weakseg.metrics import dice_per_class
-from weakseg.overlay import overlay_picture
+from weakseg.overlay import overlay_picture, write_png
 from weakseg.progress import Progress
 from weakseg.results import write_result
 from weakseg.weak_labels import load_scribbles
@@ -60,7 +59,7 @@ def run_demo(
         scores[method].append(seconds)
     picture = overlay_picture(image.array, truth, results["weakseg"], scribbles.labels)
     growcut_panel = overlay_picture(image.array, None, results["growcut"])[:, image.shape_zyx[2]:]
-    _write_png(out / "overlay.png", np.concatenate([picture, growcut_panel], axis=1))
+    write_png(out / "overlay.png", np.concatenate([picture, growcut_panel], axis=1))
     print(_table(scores, scribbles.class_names[1:]))
     print(f"outputs in {out}/: weakseg.seg.nrrd, growcut.seg.nrrd (open in 3D Slicer with image.nii.gz), overlay.png")
     return scores

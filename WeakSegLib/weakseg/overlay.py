@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
+import numpy as np
+import SimpleITK as sitk
+
+from weakseg.io import write_atomically
 from weakseg.segnrrd import default_color
 from weakseg.weak_labels import UNLABELLED
 
@@ -61,3 +65,9 @@ def _paint(rgb: np.ndarray, codes: np.ndarray, opacity: float, shift: int = 0) -
         mask = codes == code
         painted[mask] = (1 - opacity) * painted[mask] + opacity * np.array(colour)
     return (np.clip(painted, 0, 1) * 255).astype(np.uint8)
+
+
+def write_png(path: str | os.PathLike, picture: np.ndarray) -> None:
+    """Write a uint8 ``(Y, X, 3)`` picture as PNG, atomically."""
+    image = sitk.GetImageFromArray(picture, isVector=True)
+    write_atomically(path, lambda temporary: sitk.WriteImage(image, temporary))
