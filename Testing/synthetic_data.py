@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-UNLABELLED = 255
+from weakseg.weak_labels import UNLABELLED
+
 CLASSES = "background,bright,dim"
 
 

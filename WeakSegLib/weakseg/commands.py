@@ -13,7 +13,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from weakseg.errors import WeakSegInputError
-from weakseg.io import read_image, read_sitk
+from weakseg.io import read_image, read_sitk, suffix_of
 from weakseg.progress import Progress
 from weakseg.results import check_result_path, write_result
 from weakseg.weak_labels import load_scribbles
@@ -86,7 +86,7 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
         part = progress.part(index / len(images), (index + 1) / len(images))
         labels, _ = predict_volume(model, image, part)
         name = Path(image.path).name
-        stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+        stem = name[: len(name) - len(suffix_of(name))]
         write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, list(model.class_names))
 
 
