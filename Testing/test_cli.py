@@ -106,6 +106,40 @@ def test_bench_prints_a_table_and_writes_csv_and_overlays(tmp_path, capsys):
     assert overlay.GetNumberOfComponentsPerPixel() == 3 and overlay.GetSize()[0] == 3 * 48
 
 
+def test_train_pce_and_maag_then_bench_them_side_by_side(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(4):
+        write_case(data, f"case{index:02d}", seed=index)
+    tiny = ("--steps", "3", "--image-size", "32", "--channels", "4,8,16", "--classes", CLASSES, "--progress", "none")
+    models = {}
+    for method in ("pce", "maag"):
+        models[method] = tmp_path / f"{method}.pt"
+        unpaired = ("--unpaired-split", "case02") if method == "maag" else ()
+        assert run("train", data, "--method", method, "--split", "case00,case01", *unpaired,
+                   "--out", models[method], *tiny) == 0
+    out = tmp_path / "bench"
+    common = ("--test-split", "case03", "--classes", CLASSES, "--overlays", "0", "--progress", "none", "--out", out)
+    assert run("bench", "scribbles", data, "--methods", "pce,maag", "--model", f"pce={models['pce']}",
+               "--model", f"maag={models['maag']}", *common) == 0
+    table = capsys.readouterr().out
+    assert "| pce |" in table and "| maag |" in table
+    assert run("bench", "scribbles", data, "--methods", "pce", "--model", f"maag={models['maag']}", *common) == 2
+    assert "does not run" in capsys.readouterr().err
+
+
+def test_train_maag_without_unpaired_masks_is_refused(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_case(data, "case00", seed=0)
+    out = tmp_path / "maag.pt"
+    assert run("train", data, "--method", "maag", "--out", out, "--classes", CLASSES, "--progress", "none") == EXIT_BAD_INPUT
+    assert "needs unpaired masks" in capsys.readouterr().err and not out.exists()
+    assert run("train", data, "--method", "maag", "--unpaired-split", "case00", "--out", out, "--classes", CLASSES,
+               "--progress", "none") == EXIT_BAD_INPUT
+    assert "must not belong to the training images" in capsys.readouterr().err and not out.exists()
+
+
 def test_sigterm_cancels_training_and_writes_nothing(synthetic_case, tmp_path):
     out = tmp_path / "result.seg.nrrd"
     command = [sys.executable, "-m", "weakseg", "segment", str(synthetic_case.image), "--scribbles",

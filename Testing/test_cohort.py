@@ -162,7 +162,8 @@ def test_checkpoint_is_weights_only_with_metadata(trained):
     assert metadata["class_names"] == CLASSES
     assert metadata["image_size"] == 32
     assert metadata["config"]["channels"] == [4, 8, 16] and metadata["config"]["steps"] == 60
-    assert metadata["model_config"] == {"in_channels": 1, "num_classes": 3, "channels": [4, 8, 16], "dropout": 0.1}
+    assert metadata["model_config"] == {"architecture": "unet2d", "in_channels": 1, "num_classes": 3, "channels": [4, 8, 16],
+                                        "dropout": 0.1}
     assert "percentile" in metadata["normalisation"]
     assert payload["optimizer"] is not None
     model = load_cohort_model(path)

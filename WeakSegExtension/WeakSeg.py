@@ -22,7 +22,7 @@ from slicer.util import VTKObservationMixin
 
 from WeakSegExtensionLib import cohort, install
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
-from WeakSegExtensionLib.logic import METHODS, WeakSegLogic  # noqa: F401  (WeakSegLogic is the module's logic)
+from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic  # noqa: F401  (the module's logic)
 
 SEGMENT_EDITOR_TAG = "WeakSegSegmentEditor"
 POLL_INTERVAL_MS = 100
@@ -56,6 +56,7 @@ class WeakSegParameterNode:
     classNames: str
     method: Annotated[str, Choice(list(METHODS)), Default("weakseg")]
     modelPath: str
+    trainingMethod: Annotated[str, Choice(list(TRAINING_METHODS)), Default("cohort")]
     resume: bool
 
 
@@ -425,7 +426,8 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volumes = self._selectedVolumes() or self.logic.volumeNodes()
         modelPath = self._parameterNode.modelPath
         self._startJob(
-            lambda: self.logic.startTraining(volumes, modelPath, self._classNames(), self._parameterNode.resume),
+            lambda: self.logic.startTraining(volumes, modelPath, self._classNames(), self._parameterNode.resume,
+                                             method=self._parameterNode.trainingMethod),
             lambda path: f"Model saved to {path}.",
         )
 

@@ -97,6 +97,8 @@ def train(arguments) -> None:
         "scribbled": [case for case in cases if (folder / f"{case}_scribble.nii.gz").exists()],
         "masked": [case for case in cases if (folder / f"{case}_label.nii.gz").exists()],
         "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
+        "method": arguments.method,
+        "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
     }
     Path(arguments.out).write_text(json.dumps(model))
 
@@ -132,6 +134,8 @@ def main() -> None:
     trainParser.add_argument("--out", required=True)
     trainParser.add_argument("--classes", required=True)
     trainParser.add_argument("--resume", action="store_true")
+    trainParser.add_argument("--method", default="cohort")
+    trainParser.add_argument("--unpaired-masks")
     predictParser = commands.add_parser("predict")
     predictParser.add_argument("model")
     predictParser.add_argument("images", nargs="+")

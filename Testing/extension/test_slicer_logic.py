@@ -306,6 +306,33 @@ def test_train_cohort_then_apply_model_through_the_command_line(logic, scene, tm
     assert dice(masks["LV"], truth == 1) > 0.95  # the stub model marks the brightest structure
 
 
+def test_maag_training_uses_the_masks_of_other_volumes_as_the_shape_prior(logic, scene, tmp_path):
+    import json
+
+    image, truth = phantom()
+    scribbled = addVolume(scene, image, name="Scribbled case")
+    both = addVolume(scene, image, name="Both case")
+    masked = addVolume(scene, image, name="Masked case")
+    for volumeNode in (scribbled, both):
+        logic.setScribbleSegmentation(volumeNode, addScribbles(scene, volumeNode, name=f"{volumeNode.GetName()} scribbles"))
+    for volumeNode in (both, masked):
+        mask = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} mask")
+        paintSegment(mask, volumeNode, "LV", truth == 1)
+        paintSegment(mask, volumeNode, "RV", truth == 2)
+        logic.setMaskSegmentation(volumeNode, mask)
+
+    model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "maag.pt", method="maag")).read_text())
+    assert model["method"] == "maag"
+    assert model["scribbled"] == ["Both-case", "Scribbled-case"]  # trained from scribbles only ...
+    assert model["masked"] == []  # ... never from their own masks
+    assert model["unpaired"] == ["unpaired-Masked-case_label.nii.gz"]
+
+    with pytest.raises(WeakSegInputError, match="needs full masks of other volumes"):
+        logic.trainCohort([scribbled, both], tmp_path / "maag.pt", method="maag")
+    with pytest.raises(WeakSegInputError, match="unknown training method"):
+        logic.trainCohort([scribbled], tmp_path / "maag.pt", method="adversarial")
+
+
 STEPS_ARGUMENTS = ["--steps", "25", "--device", "cpu", "--seed", "0"]
 
 

@@ -153,7 +153,7 @@ def test_module_file_holds_module_widget_and_test_and_takes_the_logic_from_the_l
     classes = {node.name for node in moduleTree().body if isinstance(node, ast.ClassDef)}
     assert {"WeakSeg", "WeakSegWidget", "WeakSegTest"} <= classes
     assert "WeakSegLogic" not in classes
-    assert "from WeakSegExtensionLib.logic import METHODS, WeakSegLogic" in MODULE_FILE.read_text()
+    assert "from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic" in MODULE_FILE.read_text()
 
 
 def test_no_python_file_of_the_extension_is_longer_than_600_lines():

@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -291,3 +291,38 @@ def writeTrainingFolder(rows: Sequence[CohortRow], folder: str | os.PathLike, cl
         for entry in labelLines:
             writer.writerow({"case": entry["volume"], **{k: entry[k] for k in ("label", "first_slice", "last_slice")}})
     return {case: row.volumeNode for case, row, _, _ in planned}
+
+
+def splitForShapePrior(rows: Sequence[CohortRow]) -> tuple[list[CohortRow], list[CohortRow]]:
+    """The training method with a shape prior (maag): who trains, whose masks are the prior.
+
+    Volumes with scribbles train, from their scribbles alone; volumes with a full mask and
+    no scribbles lend their masks as the unpaired shape prior. A volume with both trains and
+    its mask is not used: it would be the answer to its own scribbles.
+    """
+    training = [replace(row, maskNode=None, imageLabel=None, sliceLabels=[]) for row in rows if row.scribbleNode]
+    unpaired = [row for row in rows if row.scribbleNode is None and row.maskNode is not None]
+    if not training:
+        raise WeakSegInputError("the shape-prior method (maag) trains on scribbles, but no volume of the cohort has any")
+    if not unpaired:
+        raise WeakSegInputError(
+            "the shape-prior method (maag) needs full masks of other volumes (volumes with a mask and no scribbles)"
+        )
+    return training, unpaired
+
+
+def writeUnpairedMasks(rows: Sequence[CohortRow], folder: str | os.PathLike, classNames: Sequence[str]) -> list[str]:
+    """Write the masks of ``rows`` as ``unpaired-<case>_label.nii.gz`` for ``--unpaired-masks``; returns the cases."""
+    folder = Path(folder)
+    taken: set[str] = set()
+    planned = []
+    for row in rows:
+        mrml_bridge.checkScalarVolume(row.volumeNode)
+        labels = mrml_bridge.segmentationToLabelmap(row.maskNode, row.volumeNode, classNames, fillValue=0)
+        planned.append((f"unpaired-{caseName(row.volumeNode.GetName(), taken)}", row, labels))
+    folder.mkdir(parents=True, exist_ok=True)
+    for case, row, labels in planned:
+        geometry = mrml_bridge.volumeGeometry(row.volumeNode)
+        mrml_bridge.writeImageFile(mrml_bridge.imageFromArray(labels.astype(np.uint8), geometry), folder / f"{case}_label.nii.gz")
+    return [case for case, _, _ in planned]
+

@@ -41,6 +41,10 @@ except ImportError:  # slicer-core without the application (tests, scripts): no 
     ScriptedLoadableModuleLogic = object
 
 METHODS = ("weakseg", "growcut")
+# Cohort training methods of ``weakseg train --method``: cohort (scribbles, masks as dense
+# scribbles), maag (scribbles + the masks of other volumes as an adversarial shape prior),
+# pce (maag's network with partial cross-entropy only, for comparison).
+TRAINING_METHODS = ("cohort", "maag", "pce")
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -328,18 +332,32 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         return [cohort.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
 
     def startTraining(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
-                      resume: bool = False, extraArguments: Sequence[str] = ()) -> WeakSegJob:
-        """Write the cohort to a training folder and start ``weakseg train``; the job's result is the model path."""
+                      resume: bool = False, extraArguments: Sequence[str] = (), method: str = "cohort") -> WeakSegJob:
+        """Write the cohort to a training folder and start ``weakseg train``; the job's result is the model path.
+
+        ``method`` is one of :data:`TRAINING_METHODS`; for ``maag`` the volumes with scribbles
+        train and the full masks of the other volumes are the unpaired shape prior
+        (:func:`cohort.splitForShapePrior`).
+        """
+        if method not in TRAINING_METHODS:
+            raise WeakSegInputError(f"unknown training method {method!r}; choose one of {list(TRAINING_METHODS)}")
         rows = self.cohortRows(volumeNodes)
         classNames = mrml_bridge.checkClassNames(classNames or cohort.cohortClassNames(rows), "cohort classes")
         modelPath = Path(modelPath)
         if not modelPath.parent.is_dir():
             raise WeakSegInputError(f"{modelPath}: its folder does not exist")
+        maskRows = []
+        if method == "maag":
+            rows, maskRows = cohort.splitForShapePrior(rows)
         self.checkDependencies()
         work = self._workDirectory("train")
         cases = cohort.writeTrainingFolder(rows, work / "data", classNames)
+        methodArguments = ["--method", method]
+        if maskRows:
+            cohort.writeUnpairedMasks(maskRows, work / "unpaired", classNames)
+            methodArguments += ["--unpaired-masks", str(work / "unpaired")]
         command = [*self.cliCommand, "train", str(work / "data"), "--out", str(modelPath), "--classes", ",".join(classNames),
-                   "--progress", "lines", *(["--resume"] if resume else []), *extraArguments]
+                   *methodArguments, "--progress", "lines", *(["--resume"] if resume else []), *extraArguments]
 
         def finish() -> str:
             if not modelPath.is_file():
@@ -351,9 +369,9 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
     def trainCohort(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
                     resume: bool = False, progressCallback: ProgressCallback | None = None,
-                    extraArguments: Sequence[str] = ()) -> str:
+                    extraArguments: Sequence[str] = (), method: str = "cohort") -> str:
         """Train a cohort model on the labels of ``volumeNodes``; blocks and returns the model path."""
-        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments).wait(progressCallback)
+        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments, method).wait(progressCallback)
 
     def startApplyModel(self, modelPath: str | os.PathLike, volumeNodes: Sequence,
                         extraArguments: Sequence[str] = ()) -> WeakSegJob:

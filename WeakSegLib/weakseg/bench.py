@@ -11,6 +11,15 @@ Methods:
     weakseg           interactive mode: learns from each volume's scribbles alone
     cohort            cohort model, **no** scribbles of the test volume
     cohort+scribbles  cohort model adapted to the test volume's scribbles
+    pce, maag         the other cohort-level methods (attention U-Net with partial CE only,
+                      and with the adversarial shape prior of unpaired masks), also with
+                      ``+scribbles``; see :data:`weakseg.methods.cohort.METHOD_SETTINGS`
+
+A cohort-level method uses the model given with ``--model NAME=PATH`` (any name: several
+models of one method, trained differently, can be compared in one run) or, without one,
+trains it on ``--train-split`` first (``maag`` with the masks of ``--unpaired-split`` /
+``--unpaired-masks``), writing ``NAME.pt`` into the output folder; an interrupted
+benchmark resumes those trainings.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from weakseg.overlay import overlay_picture, write_png
 from weakseg.progress import Progress
 from weakseg.weak_labels import load_scribbles
 
-BENCH_METHODS = ("growcut", "weakseg", "cohort", "cohort+scribbles")
+COHORT_LEVEL_METHODS = ("cohort", "pce", "maag")
+ADAPTED = "+scribbles"
+BENCH_METHODS = ("growcut", "weakseg") + COHORT_LEVEL_METHODS + tuple(name + ADAPTED for name in COHORT_LEVEL_METHODS)
 
 
 def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> list[dict]:
@@ -39,20 +50,31 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     from weakseg.methods.cohort import list_cases
 
     methods = [name.strip() for name in arguments.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in BENCH_METHODS]
+    named_models = tuple(model_paths(arguments.model))
+    known = BENCH_METHODS + named_models + tuple(name + ADAPTED for name in named_models)
+    unknown = [name for name in methods if name not in known]
     if unknown:
-        raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(BENCH_METHODS)}")
+        raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(known)}")
     out = Path(arguments.out)
     cases = [case for case in list_cases(arguments.data_dir, arguments.test_split) if case.label_path]
     if not cases:
         raise WeakSegInputError(f"{arguments.data_dir}: no test case has a <case>_label file to score against")
     device = pick_device(arguments.device)
-    model = None
-    if any(name.startswith("cohort") for name in methods):
-        training_share = 0.0 if arguments.model else 0.5
-        model = _cohort_model(arguments, out, device, progress.part(0.0, training_share))
-        progress = progress.part(training_share, 1.0)
-    class_names = class_list(arguments.classes) or (list(model.class_names) if model else None)
+    given = model_paths(arguments.model)
+    needed = list(dict.fromkeys(name.removesuffix(ADAPTED) for name in methods if name.removesuffix(ADAPTED)
+                                in COHORT_LEVEL_METHODS + tuple(given)))
+    unused = sorted(set(given) - set(needed))
+    if unused:
+        raise WeakSegInputError(f"--model given for {unused}, which --methods does not run")
+    to_train = [name for name in needed if name not in given]
+    training_share = 0.5 if to_train else 0.0
+    models = {}
+    for index, name in enumerate(needed):
+        share = progress.part(training_share * index / len(needed), training_share * (index + 1) / len(needed))
+        models[name] = _cohort_level_model(name, given.get(name), arguments, out, device, share)
+    progress = progress.part(training_share, 1.0)
+    first_model = next(iter(models.values()), None)
+    class_names = class_list(arguments.classes) or (list(first_model.class_names) if first_model else None)
     rows = []
     for index, case in enumerate(cases):
         image = read_image(case.image_path)
@@ -63,7 +85,7 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
             step = (index * len(methods) + method_index) / (len(cases) * len(methods))
             progress.report(step, f"{case.name}: {method}")
             started = time.perf_counter()
-            labels = _run_method(method, image, scribbles, model, arguments)
+            labels = _run_method(method, image, scribbles, models, arguments)
             seconds = time.perf_counter() - started
             dice = dice_per_class(labels, truth, len(class_names))
             rows.append({"case": case.name, "method": method, "seconds": seconds,
@@ -79,35 +101,55 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     return summary
 
 
-def _cohort_model(arguments: argparse.Namespace, out: Path, device, progress: Progress):
-    from weakseg.methods.cohort import CohortConfig, list_cases, load_cohort_model, train_cohort
+def model_paths(specs: list[str]) -> dict[str, str]:
+    """``["a.pt", "maag=b.pt"]`` -> ``{"cohort": "a.pt", "maag": "b.pt"}`` (``--model`` values)."""
+    paths: dict[str, str] = {}
+    for spec in specs:
+        name, separator, path = spec.partition("=")
+        name, path = (name.strip(), path.strip()) if separator else ("cohort", spec)
+        if not name or name in ("growcut", "weakseg") or ADAPTED in name or "," in name:
+            raise WeakSegInputError(f"--model {spec!r}: {name!r} cannot name a model")
+        if name in paths:
+            raise WeakSegInputError(f"--model: two models given for {name!r}")
+        paths[name] = path
+    return paths
 
-    if arguments.model:
-        return load_cohort_model(arguments.model, device)
+
+def _cohort_level_model(name: str, path: str | None, arguments: argparse.Namespace, out: Path, device,
+                        progress: Progress):
+    """The model of cohort-level method ``name``: loaded from ``path``, or trained now."""
+    from weakseg.commands import unpaired_mask_files
+    from weakseg.methods.cohort import config_for_method, list_cases, load_cohort_model, train_cohort
+
+    if path:
+        return load_cohort_model(path, device)
     if not arguments.train_split:
-        raise WeakSegInputError("cohort methods need --train-split (cases to train on) or --model")
-    config = CohortConfig(seed=arguments.seed)
+        raise WeakSegInputError(f"method {name} needs --train-split (cases to train on) or --model {name}=PATH")
+    config = config_for_method(name, seed=arguments.seed)
     if arguments.cohort_steps:
         config.steps = arguments.cohort_steps
-    model_path = out / "cohort.pt"
+    model_path = out / f"{name}.pt"
+    if model_path.exists() and load_cohort_model(model_path, device).step >= config.steps:
+        return load_cohort_model(model_path, device)
     train_cases = list_cases(arguments.data_dir, arguments.train_split)
     train_cohort(train_cases, model_path, config, class_list(arguments.classes), progress,
-                 resume=model_path.exists(), device=device)
+                 resume=model_path.exists(), device=device,
+                 unpaired_masks=unpaired_mask_files(arguments) if config.adversarial_weight else None)
     return load_cohort_model(model_path, device)
 
 
-def _run_method(method: str, image, scribbles, model, arguments: argparse.Namespace) -> np.ndarray:
+def _run_method(method: str, image, scribbles, models: dict, arguments: argparse.Namespace) -> np.ndarray:
     from weakseg.methods import segment_image
     from weakseg.methods.cohort import predict_volume
 
-    if method == "cohort":
-        labels, _ = predict_volume(model, image)
+    if method in models:
+        labels, _ = predict_volume(models[method], image)
         return labels
     return segment_image(
         image,
         scribbles,
         method="growcut" if method == "growcut" else "weakseg",
-        model=model if method == "cohort+scribbles" else None,
+        model=models.get(method.removesuffix(ADAPTED)),
         device_name=arguments.device,
         seed=arguments.seed,
     )

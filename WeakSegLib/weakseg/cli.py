@@ -61,6 +61,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed, for reproducible runs")
 
 
+def _add_unpaired(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unpaired-masks",
+                        help="folder of masks of OTHER images, the shape prior of method maag "
+                             "(default: the data folder's <case>_label files, with --unpaired-split)")
+    parser.add_argument("--unpaired-split", help="cases whose masks serve as unpaired masks, e.g. 036-060")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="weakseg", description="Weakly-supervised medical image segmentation.")
@@ -84,7 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model file to write (.pt)")
     train.add_argument("--split", help="cases to use, e.g. 001-060 (patient numbers) or a comma list of names")
     train.add_argument("--classes", help="class names in code order, background first")
+    train.add_argument("--method", default="cohort", choices=("cohort", "pce", "maag"),
+                       help="cohort: U-Net, scribble losses with regularisers (default); maag: attention U-Net with "
+                            "a multi-scale adversarial shape prior from unpaired masks; pce: the same network, "
+                            "partial cross-entropy only")
+    _add_unpaired(train)
     train.add_argument("--steps", type=int, help="training steps")
+    train.add_argument("--learning-rate", type=float, help="initial learning rate (default: the method's own)")
+    train.add_argument("--outside-weight", type=float,
+                       help="weight of the background prior beyond the scribbles' hull (cohort: 0.1; 0 = off)")
+    train.add_argument("--adversarial-weight", type=float,
+                       help="maag: adversarial term relative to the supervised term (default 0.2)")
+    train.add_argument("--image-size", type=int,
+                       help="side in pixels every slice is resized to (default 128; 192-256 on a GPU)")
+    train.add_argument("--channels",
+                       help="U-Net widths per level, finest first (default 8,16,32,64,128; 16,32,64,128,256 on a GPU)")
+    train.add_argument("--batch-size", type=int, help="slices per training step (default 12)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
     _add_common(train)
 
@@ -108,9 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--test-split", help="cases to evaluate on (default: all)")
     bench.add_argument("--classes", help="class names in code order, background first")
     bench.add_argument("--methods", default="growcut,weakseg",
-                       help="comma list of: growcut, weakseg, cohort, cohort+scribbles")
-    bench.add_argument("--model", help="use this cohort model instead of training one")
-    bench.add_argument("--cohort-steps", type=int, help="cohort training steps")
+                       help="comma list of: growcut, weakseg, and the cohort-level methods cohort, pce, maag "
+                            "(no scribbles of the test volume), each also as NAME+scribbles (adapted to them)")
+    bench.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
+                       help="a trained model, benchmarked as method NAME (default name: cohort; any name, "
+                            "e.g. maag-long) instead of training one; repeat for several models")
+    bench.add_argument("--cohort-steps", type=int, help="training steps of the cohort-level methods")
+    _add_unpaired(bench)
     bench.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     bench.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(bench)

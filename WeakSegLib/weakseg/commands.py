@@ -24,6 +24,17 @@ def class_list(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()] if text else None
 
 
+def positive_integers(text: str, option: str) -> list[int]:
+    """``"8,16,32"`` -> ``[8, 16, 32]``; anything else is a clear error naming the option."""
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise WeakSegInputError(f"{option} {text!r}: expected a comma list of positive integers")
+    return values
+
+
 def segment_command(arguments: argparse.Namespace, progress: Progress) -> None:
     """``weakseg segment``: one image and its scribbles in, a segmentation out."""
     from weakseg.methods import segment_image
@@ -55,14 +66,23 @@ def segment_command(arguments: argparse.Namespace, progress: Progress) -> None:
 def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
     """``weakseg train``: a folder of images with scribbles in, a cohort model out."""
     from weakseg.engine import pick_device
-    from weakseg.methods.cohort import CohortConfig, list_cases, train_cohort
+    from weakseg.methods.cohort import config_for_method, list_cases, train_cohort
 
     if Path(arguments.out).suffix != ".pt":
         raise WeakSegInputError(f"{arguments.out}: model file must end in .pt")
     cases = list_cases(arguments.data_dir, arguments.split)
-    config = CohortConfig(seed=arguments.seed)
+    config = config_for_method(arguments.method, seed=arguments.seed)
     if arguments.steps:
         config.steps = arguments.steps
+    for setting in ("learning_rate", "outside_weight", "adversarial_weight"):
+        if getattr(arguments, setting) is not None:
+            setattr(config, setting, getattr(arguments, setting))
+    if arguments.image_size:
+        config.image_size = arguments.image_size
+    if arguments.channels:
+        config.channels = tuple(positive_integers(arguments.channels, "--channels"))
+    if arguments.batch_size:
+        config.batch_size = arguments.batch_size
     train_cohort(
         cases,
         arguments.out,
@@ -71,7 +91,17 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
         progress,
         resume=arguments.resume,
         device=pick_device(arguments.device),
+        unpaired_masks=unpaired_mask_files(arguments),
     )
+
+
+def unpaired_mask_files(arguments: argparse.Namespace):
+    """The unpaired masks that ``--unpaired-masks`` / ``--unpaired-split`` name, or None."""
+    from weakseg.unpaired_masks import list_mask_files
+
+    if not (arguments.unpaired_masks or arguments.unpaired_split):
+        return None
+    return list_mask_files(arguments.unpaired_masks or arguments.data_dir, arguments.unpaired_split)
 
 
 def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:

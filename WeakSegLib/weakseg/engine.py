@@ -42,11 +42,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     step: int,
     metadata: dict,
+    extra: dict | None = None,
 ) -> None:
     """Atomically write model weights, optimizer state, the step reached and metadata.
 
-    ``metadata`` must hold only plain values (str, int, float, bool, lists, dicts) so that
-    the file loads under ``weights_only=True``.
+    ``metadata`` must hold only plain values (str, int, float, bool, lists, dicts) and
+    ``extra`` only those and tensors (state dicts of auxiliary networks needed to resume,
+    such as a discriminator) so that the file loads under ``weights_only=True``.
     """
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -54,6 +56,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "step": step,
         "metadata": metadata,
+        "extra": extra,
     }
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
 

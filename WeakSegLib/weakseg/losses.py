@@ -55,3 +55,13 @@ def total_variation(logits: torch.Tensor) -> torch.Tensor:
     vertical = (probabilities[..., 1:, :] - probabilities[..., :-1, :]).abs().mean()
     horizontal = (probabilities[..., :, 1:] - probabilities[..., :, :-1]).abs().mean()
     return vertical + horizontal
+
+
+def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN critic loss (Mao et al. 2017): real masks towards 1, generated towards 0."""
+    return 0.5 * ((real_scores - 1.0).pow(2).mean() + fake_scores.pow(2).mean())
+
+
+def least_squares_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN generator loss: generated segmentations should score as real (1)."""
+    return 0.5 * (fake_scores - 1.0).pow(2).mean()

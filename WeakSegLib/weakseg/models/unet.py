@@ -40,6 +40,8 @@ class UNet2D(nn.Module):
         dropout: channel dropout in the bottleneck block.
     """
 
+    architecture = "unet2d"
+
     def __init__(
         self,
         in_channels: int,
@@ -49,6 +51,7 @@ class UNet2D(nn.Module):
     ) -> None:
         super().__init__()
         self.config = {
+            "architecture": self.architecture,
             "in_channels": in_channels,
             "num_classes": num_classes,
             "channels": list(channels),
