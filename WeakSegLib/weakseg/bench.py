@@ -38,7 +38,7 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     from weakseg.engine import pick_device
     from weakseg.methods.cohort import list_cases
 
-    methods = [name.strip() for name in arguments.methods.split(",") if name.strip()]
+    methods = [name.strip() for name in (arguments.methods or "growcut,weakseg").split(",") if name.strip()]
     unknown = [name for name in methods if name not in BENCH_METHODS]
     if unknown:
         raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(BENCH_METHODS)}")

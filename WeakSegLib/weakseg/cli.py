@@ -101,16 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("truth", help="ground-truth labelmap on the same grid")
     evaluate.add_argument("--classes", help="class names in code order, background first")
 
-    bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
-    bench.add_argument("kind", choices=("scribbles",), help="benchmark family")
-    bench.add_argument("data_dir", help="folder of <case>_image/_scribble/_label files")
-    bench.add_argument("--train-split", help="cases to train the cohort model on (omit: no cohort rows)")
-    bench.add_argument("--test-split", help="cases to evaluate on (default: all)")
-    bench.add_argument("--classes", help="class names in code order, background first")
-    bench.add_argument("--methods", default="growcut,weakseg",
-                       help="comma list of: growcut, weakseg, cohort, cohort+scribbles")
-    bench.add_argument("--model", help="use this cohort model instead of training one")
-    bench.add_argument("--cohort-steps", type=int, help="cohort training steps")
+    bench = commands.add_parser(
+        "bench", help="benchmark methods on a dataset and print a table",
+        description="scribbles: methods learning from scribbles on <case>_image/_scribble/_label files. "
+                    "imagelabel: methods learning from slice-level labels (lesion / healthy) on a BraTS-style "
+                    "folder of volumes or a medimgseg-style folder of 2D datasets (see weakseg.bench_imagelabel).")
+    bench.add_argument("kind", choices=("scribbles", "imagelabel"), help="benchmark family")
+    bench.add_argument("data_dir", help="scribbles: folder of <case>_image/_scribble/_label files; "
+                                        "imagelabel: BraTS-style or medimgseg-style folder")
+    bench.add_argument("--train-split", help="scribbles: cases to train the cohort model on (omit: no cohort rows); "
+                                             "imagelabel (brats layout): comma list of case-name parts, e.g. pat0005,pat0006")
+    bench.add_argument("--test-split", help="cases to evaluate on (scribbles default: all; imagelabel: as --train-split)")
+    bench.add_argument("--classes", help="scribbles: class names in code order, background first")
+    bench.add_argument("--methods",
+                       help="comma list; scribbles: growcut, weakseg, cohort, cohort+scribbles (default growcut,weakseg); "
+                            "imagelabel: intensity, cam, cam+crf, full (default all)")
+    bench.add_argument("--model", help="scribbles: use this cohort model instead of training one")
+    bench.add_argument("--cohort-steps", type=int, help="scribbles: cohort training steps")
+    bench.add_argument("--layout", default="auto", choices=("auto", "brats", "medimgseg"),
+                       help="imagelabel: data layout (auto: detected from the folder)")
+    bench.add_argument("--channel", default="flair", help="imagelabel, brats layout: the <case>_<channel> volumes used")
+    bench.add_argument("--rounds", type=int, help="imagelabel: self-training rounds (default: the method's own)")
+    bench.add_argument("--steps", type=int,
+                       help="imagelabel: training steps of the classifier and of each round (default: the method's own)")
+    bench.add_argument("--image-size", type=int, help="imagelabel: slices are resized to this square size (default 128)")
     bench.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     bench.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(bench)
@@ -159,6 +173,10 @@ def _run(arguments: argparse.Namespace, progress: Progress) -> None:
         from weakseg.commands import evaluate_command
 
         evaluate_command(arguments)
+    elif arguments.command == "bench" and arguments.kind == "imagelabel":
+        from weakseg.bench_imagelabel import run_imagelabel_bench
+
+        run_imagelabel_bench(arguments, progress)
     elif arguments.command == "bench":
         from weakseg.bench import run_scribble_bench
 
