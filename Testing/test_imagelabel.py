@@ -111,3 +111,29 @@ def test_medimgseg_layout_is_read(tmp_path):
     datasets = _medimgseg_splits(os.path.join(folder, "ISIC"))
     train, test = datasets["ISIC"]
     assert any(case.truth.any() for case in train) and any(not case.truth.any() for case in test)
+
+
+def test_train_from_the_slicer_labels_csv_and_predict(tmp_path):
+    data = tmp_path / "cohort"
+    data.mkdir()
+    rows = ["case,label,first_slice,last_slice"]
+    for seed, name in enumerate(["caseA", "caseB"]):
+        image, mask = _lesion_volume(seed)
+        _write(image[0], data / f"{name}_image.nii.gz")
+        rows += [f"{name},healthy,0,1", f"{name},lesion,2,3", f"{name},healthy,4,5"]
+    (data / "image_labels.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "model.pt"
+    assert main(["train", str(data), "--image-labels", str(data / "image_labels.csv"), "--out", str(model),
+                 "--steps", "2", "--progress", "none"]) == 0
+    out = tmp_path / "predicted"
+    assert main(["predict", str(model), str(data / "caseA_image.nii.gz"), "--out", str(out), "--format", ".nii.gz",
+                 "--progress", "none"]) == 0
+    result = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "caseA_image.nii.gz")))
+    assert result.shape == (6, 32, 32)
+
+
+def test_train_names_a_missing_image(tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text("image,slices,label\nnowhere,,lesion\n")
+    assert main(["train", str(tmp_path), "--image-labels", str(tmp_path / "labels.csv"), "--out",
+                 str(tmp_path / "m.pt"), "--progress", "none"]) == 2
+    assert "'nowhere' not found" in capsys.readouterr().err

@@ -86,9 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--classes", help="class names in code order, background first")
     train.add_argument("--steps", type=int, help="training steps")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    train.add_argument("--image-labels",
+                       help="train from image-level labels instead of scribbles: a CSV of image,slices,label rows "
+                            "(or the case,label,first_slice,last_slice file the Slicer cohort panel writes); "
+                            "images are looked up in DATA_DIR")
+    train.add_argument("--mirror-excess", action="store_true",
+                       help="with --image-labels: add the brighter-than-mirror channel (hyperintense lesions in "
+                            "a left-right symmetric organ centred in the image, e.g. brain FLAIR)")
     _add_common(train)
 
-    predict = commands.add_parser("predict", help="segment images with a cohort model (no scribbles)")
+    predict = commands.add_parser("predict", help="segment images with a cohort or image-label model (no scribbles)")
     predict.add_argument("model", help="model file written by 'weakseg train'")
     predict.add_argument("images", nargs="+", help="images to segment")
     predict.add_argument("--out", required=True, help="output folder")

@@ -177,6 +177,25 @@ def _parse_slices(row: dict, where: str) -> tuple[int, int] | None:
     return first, last
 
 
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+def resolve_image_path(folder: str | os.PathLike, name: str, csv_path: str | os.PathLike) -> str:
+    """The image a CSV row names: ``folder/name`` itself, else ``folder/name<ext>`` or ``folder/name_image<ext>``.
+
+    Raises:
+        WeakSegInputError: no such file; the message names the CSV and the folder.
+    """
+    candidates = [os.path.join(folder, name)]
+    candidates += [os.path.join(folder, f"{name}{role}{suffix}") for role in ("", "_image") for suffix in IMAGE_SUFFIXES]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise WeakSegInputError(
+        f"{csv_path}: image {name!r} not found in {folder} (tried {name}, {name}<ext> and {name}_image<ext>)"
+    )
+
+
 def slice_labels_from_mask(mask: np.ndarray, class_names: list[str]) -> list[frozenset[str]]:
     """The classes each slice of a ``(Z, Y, X)`` labelmap holds (codes index ``class_names``).
 

@@ -11,8 +11,8 @@ slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resiz
 2. **Pseudo labels** (:mod:`weakseg.methods.pseudo_labels`) of every labelled slice: only
    the classes its label names, class-balanced per-image confidence, SLIC superpixel
    voting; unreliable pixels unlabelled; healthy slices all background.
-3. **Segmentation network** (:class:`~weakseg.models.UNet2D`) trained with class-balanced
-   partial cross-entropy on the confident pixels, in ``rounds`` rounds of
+3. **Segmentation network** (:class:`~weakseg.models.UNet2D`) trained with partial
+   cross-entropy on the confident pixels, in ``rounds`` rounds of
    self-training (Dong et al., ICCV 2019; Lee 2013): the first round uses only the
    ``first_round_share`` of lesion slices the classifier is most sure of; every later
    round regenerates the pseudo labels from the network's own probabilities (same
@@ -128,9 +128,9 @@ class ImageLabelConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     balance_classes: bool = False
-    cam_threshold: float = 0.5
+    cam_threshold: float = 0.3
     network_threshold: float = 0.5
-    foreground_fraction: float = 0.6
+    foreground_fraction: float = 1.0
     background_fraction: float = 0.8
     network_fraction: float = 0.9
     superpixels: int = 200
