@@ -49,7 +49,7 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     from weakseg.engine import pick_device
     from weakseg.methods.cohort import list_cases
 
-    methods = [name.strip() for name in arguments.methods.split(",") if name.strip()]
+    methods = [name.strip() for name in (arguments.methods or "growcut,weakseg").split(",") if name.strip()]
     named_models = tuple(model_paths(arguments.model))
     known = BENCH_METHODS + named_models + tuple(name + ADAPTED for name in named_models)
     unknown = [name for name in methods if name not in known]

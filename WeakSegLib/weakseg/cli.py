@@ -108,9 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="U-Net widths per level, finest first (default 8,16,32,64,128; 16,32,64,128,256 on a GPU)")
     train.add_argument("--batch-size", type=int, help="slices per training step (default 12)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    train.add_argument("--image-labels",
+                       help="train from image-level labels instead of scribbles: a CSV of image,slices,label rows "
+                            "(or the case,label,first_slice,last_slice file the Slicer cohort panel writes); "
+                            "images are looked up in DATA_DIR")
+    train.add_argument("--mirror-excess", action="store_true",
+                       help="with --image-labels: add the brighter-than-mirror channel (hyperintense lesions in "
+                            "a left-right symmetric organ centred in the image, e.g. brain FLAIR)")
     _add_common(train)
 
-    predict = commands.add_parser("predict", help="segment images with a cohort model (no scribbles)")
+    predict = commands.add_parser("predict", help="segment images with a cohort or image-label model (no scribbles)")
     predict.add_argument("model", help="model file written by 'weakseg train'")
     predict.add_argument("images", nargs="+", help="images to segment")
     predict.add_argument("--out", required=True, help="output folder")
@@ -123,20 +130,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("truth", help="ground-truth labelmap on the same grid")
     evaluate.add_argument("--classes", help="class names in code order, background first")
 
-    bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
-    bench.add_argument("kind", choices=("scribbles",), help="benchmark family")
-    bench.add_argument("data_dir", help="folder of <case>_image/_scribble/_label files")
-    bench.add_argument("--train-split", help="cases to train the cohort model on (omit: no cohort rows)")
-    bench.add_argument("--test-split", help="cases to evaluate on (default: all)")
-    bench.add_argument("--classes", help="class names in code order, background first")
-    bench.add_argument("--methods", default="growcut,weakseg",
-                       help="comma list of: growcut, weakseg, and the cohort-level methods cohort, pce, maag "
-                            "(no scribbles of the test volume), each also as NAME+scribbles (adapted to them)")
+    bench = commands.add_parser(
+        "bench", help="benchmark methods on a dataset and print a table",
+        description="scribbles: methods learning from scribbles on <case>_image/_scribble/_label files. "
+                    "imagelabel: methods learning from slice-level labels (lesion / healthy) on a BraTS-style "
+                    "folder of volumes or a medimgseg-style folder of 2D datasets (see weakseg.bench_imagelabel).")
+    bench.add_argument("kind", choices=("scribbles", "imagelabel"), help="benchmark family")
+    bench.add_argument("data_dir", help="scribbles: folder of <case>_image/_scribble/_label files; "
+                                        "imagelabel: BraTS-style or medimgseg-style folder")
+    bench.add_argument("--train-split", help="scribbles: cases to train the cohort-level models on; "
+                                             "imagelabel (brats layout): comma list of case-name parts, e.g. pat0005,pat0006")
+    bench.add_argument("--test-split", help="cases to evaluate on (scribbles default: all; imagelabel: as --train-split)")
+    bench.add_argument("--classes", help="scribbles: class names in code order, background first")
+    bench.add_argument("--methods",
+                       help="comma list; scribbles: growcut, weakseg, and the cohort-level methods cohort, pce, maag "
+                            "(no scribbles of the test volume), each also as NAME+scribbles (adapted to them); default "
+                            "growcut,weakseg. imagelabel: intensity, cam, cam+crf, full (default all)")
     bench.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
                        help="a trained model, benchmarked as method NAME (default name: cohort; any name, "
                             "e.g. maag-long) instead of training one; repeat for several models")
     bench.add_argument("--cohort-steps", type=int, help="training steps of the cohort-level methods")
     _add_unpaired(bench)
+    bench.add_argument("--layout", default="auto", choices=("auto", "brats", "medimgseg"),
+                       help="imagelabel: data layout (auto: detected from the folder)")
+    bench.add_argument("--channel", default="flair", help="imagelabel, brats layout: the <case>_<channel> volumes used")
+    bench.add_argument("--rounds", type=int, help="imagelabel: self-training rounds (default: the method's own)")
+    bench.add_argument("--steps", type=int,
+                       help="imagelabel: training steps of the classifier and of each round (default: the method's own)")
+    bench.add_argument("--image-size", type=int, help="imagelabel: slices are resized to this square size (default 128)")
     bench.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     bench.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(bench)
@@ -185,6 +206,10 @@ def _run(arguments: argparse.Namespace, progress: Progress) -> None:
         from weakseg.commands import evaluate_command
 
         evaluate_command(arguments)
+    elif arguments.command == "bench" and arguments.kind == "imagelabel":
+        from weakseg.bench_imagelabel import run_imagelabel_bench
+
+        run_imagelabel_bench(arguments, progress)
     elif arguments.command == "bench":
         from weakseg.bench import run_scribble_bench
 

@@ -70,6 +70,12 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
 
     if Path(arguments.out).suffix != ".pt":
         raise WeakSegInputError(f"{arguments.out}: model file must end in .pt")
+    if arguments.image_labels:
+        if arguments.method != "cohort" or arguments.unpaired_masks or arguments.unpaired_split:
+            raise WeakSegInputError("--image-labels trains the image-label pipeline; --method and --unpaired-* "
+                                    "apply to training from scribbles")
+        _train_from_image_labels(arguments, progress)
+        return
     cases = list_cases(arguments.data_dir, arguments.split)
     config = config_for_method(arguments.method, seed=arguments.seed)
     if arguments.steps:
@@ -104,17 +110,61 @@ def unpaired_mask_files(arguments: argparse.Namespace):
     return list_mask_files(arguments.unpaired_masks or arguments.data_dir, arguments.unpaired_split)
 
 
-def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
-    """``weakseg predict``: a cohort model and images in, one segmentation per image out."""
+def _train_from_image_labels(arguments: argparse.Namespace, progress: Progress) -> None:
+    """``weakseg train DATA_DIR --image-labels CSV``: images named in the CSV, an image-label model out."""
     from weakseg.engine import pick_device
-    from weakseg.methods.cohort import load_cohort_model, predict_volume
+    from weakseg.image_labels import read_image_labels, resolve_image_path
+    from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, train_image_label_model
 
-    model = load_cohort_model(arguments.model, pick_device(arguments.device))
+    class_names = class_list(arguments.classes)
+    labels = read_image_labels(arguments.image_labels, class_names)
+    if class_names is None:
+        named = sorted({name for entry in labels.values() for name in _all_classes(entry)})
+        class_names = ["background"] + (named or ["lesion"])
+    volumes = []
+    for name, entry in labels.items():
+        image = read_image(resolve_image_path(arguments.data_dir, name, arguments.image_labels))
+        volumes.append(LabelledVolume(name, image.array, entry.per_slice(image.shape_zyx[0])))
+    config = ImageLabelConfig(seed=arguments.seed, mirror_excess=arguments.mirror_excess)
+    if arguments.steps:
+        config.classifier_steps = config.round_steps = arguments.steps
+    train_image_label_model(volumes, class_names, config, progress, pick_device(arguments.device), arguments.out)
+
+
+def _all_classes(entry) -> set[str]:
+    names = set(entry.whole or ())
+    for item in entry.ranges:
+        names |= item.classes
+    return names
+
+
+def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
+    """``weakseg predict``: a cohort or image-label model and images in, one segmentation per image out."""
+    from weakseg.engine import load_checkpoint, pick_device
+    from weakseg.methods.cohort import load_cohort_model, predict_volume
+    from weakseg.methods.imagelabel import METHOD_NAME as IMAGE_LABEL_METHOD
+    from weakseg.methods.imagelabel import load_image_label_model, segment_volume
+
+    device = pick_device(arguments.device)
+    method = (load_checkpoint(arguments.model).get("metadata") or {}).get("method")
+    if method == IMAGE_LABEL_METHOD:
+        model = load_image_label_model(arguments.model, device)
+
+        def predict(image, part):
+            spacing = tuple(float(value) for value in reversed(image.reference.GetSpacing()))
+            spacing = spacing if len(spacing) == 3 else (1.0, *spacing)
+            return segment_volume(model, image.array, spacing)
+    else:
+        model = load_cohort_model(arguments.model, device)
+
+        def predict(image, part):
+            return predict_volume(model, image, part)
+
     images = [read_image(path) for path in arguments.images]
     output_folder = Path(arguments.out)
     for index, image in enumerate(images):
         part = progress.part(index / len(images), (index + 1) / len(images))
-        labels, _ = predict_volume(model, image, part)
+        labels, _ = predict(image, part)
         name = Path(image.path).name
         stem = name[: len(name) - len(suffix_of(name))]
         write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, list(model.class_names))

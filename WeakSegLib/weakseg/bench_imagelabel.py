@@ -1,0 +1,338 @@
+"""``weakseg bench imagelabel``: segmentation from image-level labels, every method in one run.
+
+The methods learn from slice labels ("shows a lesion" / "healthy") only; full masks are
+read for two things alone: deriving those slice labels (BraTS layout), and scoring.
+
+Methods:
+    intensity   brain/foreground-masked intensity above mean + k * std (or below
+                mean - k * std), with k and the direction chosen on the training cases
+    cam         class activation maps of the slice classifier (CAM > 0.5 on slices the
+                classifier calls lesion)
+    cam+crf     the same probabilities refined by the dense CRF
+    full        CAM -> class-balanced superpixel pseudo labels -> self-trained U-Net -> CRF
+
+Layouts (``--layout``, detected when ``auto``):
+    brats       a folder of volumes ``<case>_<channel>.nii.gz`` (``--channel``, default
+                ``flair``) with ``<case>_label.nii.gz`` (lesion = label > 0) and optionally
+                ``<case>_brainmask.nii.gz`` (used by the intensity baseline). Slice labels
+                come from the masks. ``--train-split`` / ``--test-split`` are comma lists of
+                substrings of case names (``pat0005,pat0006``).
+    medimgseg   a folder holding one or more datasets (``ISIC/``, ``BraTS/``), each with
+                ``val/images`` + ``val/labels`` (lesion images), ``testA`` or ``test``
+                (lesion images to evaluate), ``testB/`` (healthy images). Training uses
+                ``val`` and the even-numbered healthy images, evaluation the test images
+                and the odd-numbered healthy ones. One table per dataset.
+
+Scores, per method: mean 3D Dice per volume (per image for 2D data), mean Dice over
+lesion slices, the seed paper's per-image JA / DI / AC / SE / SP (Jaccard, Dice, pixel
+accuracy, sensitivity, specificity; mean over lesion slices), slice-level lesion /
+no-lesion accuracy (a slice is predicted "lesion" when any pixel is), and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weakseg.errors import WeakSegInputError
+from weakseg.image_labels import slice_labels_from_mask
+from weakseg.io import read_image, read_labelmap, write_atomically
+from weakseg.overlay import overlay_picture, write_png
+from weakseg.progress import Progress
+
+IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "full")
+CLASS_NAMES = ["background", "lesion"]
+INTENSITY_K_GRID = np.round(np.arange(0.0, 3.01, 0.1), 2)
+
+
+@dataclass
+class BenchCase:
+    """One image or volume: raw intensities ``(C, Z, Y, X)``, truth ``(Z, Y, X)`` 0/1, region mask."""
+
+    name: str
+    array: np.ndarray
+    truth: np.ndarray
+    region: np.ndarray
+    spacing_zyx: tuple[float, float, float]
+
+
+def run_imagelabel_bench(arguments: argparse.Namespace, progress: Progress) -> dict[str, list[dict]]:
+    """Run the benchmark of the parsed ``weakseg bench imagelabel`` arguments; summaries by dataset."""
+    methods = [name.strip() for name in (arguments.methods or ",".join(IMAGELABEL_METHODS)).split(",") if name.strip()]
+    unknown = [name for name in methods if name not in IMAGELABEL_METHODS]
+    if unknown:
+        raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(IMAGELABEL_METHODS)}")
+    layout = detect_layout(arguments.data_dir) if arguments.layout == "auto" else arguments.layout
+    if layout == "brats":
+        datasets = {Path(arguments.data_dir).name: _brats_splits(arguments)}
+    else:
+        datasets = _medimgseg_splits(arguments.data_dir)
+    out = Path(arguments.out)
+    summaries = {}
+    for index, (dataset, (train, test)) in enumerate(datasets.items()):
+        part = progress.part(index / len(datasets), (index + 1) / len(datasets))
+        summaries[dataset] = _bench_dataset(dataset, train, test, methods, layout, arguments,
+                                            out / dataset if len(datasets) > 1 else out, part)
+    progress.report(1.0, "done")
+    return summaries
+
+
+def detect_layout(folder: str) -> str:
+    """``brats`` when the folder holds ``*_label.nii.gz`` volumes, ``medimgseg`` when it holds dataset folders."""
+    if not os.path.isdir(folder):
+        raise WeakSegInputError(f"{folder}: no such folder")
+    names = os.listdir(folder)
+    if any(name.endswith("_label.nii.gz") for name in names):
+        return "brats"
+    if any(os.path.isdir(os.path.join(folder, name, "testB")) for name in names) or "testB" in names:
+        return "medimgseg"
+    raise WeakSegInputError(
+        f"{folder}: neither a BraTS-style folder (<case>_label.nii.gz volumes) nor a medimgseg-style "
+        "folder (datasets with val/, testA/ or test/, testB/); pass --layout"
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _brats_splits(arguments: argparse.Namespace) -> tuple[list[BenchCase], list[BenchCase]]:
+    folder = Path(arguments.data_dir)
+    suffix = f"_{arguments.channel}.nii.gz"
+    names = sorted(entry.name[: -len(suffix)] for entry in folder.iterdir() if entry.name.endswith(suffix))
+    if not names:
+        raise WeakSegInputError(f"{folder}: no <case>{suffix} volumes (choose the channel with --channel)")
+    if not arguments.train_split or not arguments.test_split:
+        raise WeakSegInputError("the brats layout needs --train-split and --test-split (e.g. pat0005,pat0006)")
+
+    def select(spec: str) -> list[BenchCase]:
+        items = [item.strip() for item in spec.split(",") if item.strip()]
+        chosen = [name for name in names if any(item in name for item in items)]
+        if not chosen:
+            raise WeakSegInputError(f"split {spec!r} selects none of the cases in {folder}: {names}")
+        return [_read_brats_case(folder, name, suffix) for name in chosen]
+
+    return select(arguments.train_split), select(arguments.test_split)
+
+
+def _read_brats_case(folder: Path, name: str, suffix: str) -> BenchCase:
+    image = read_image(folder / f"{name}{suffix}")
+    label_path = folder / f"{name}_label.nii.gz"
+    if not label_path.exists():
+        raise WeakSegInputError(f"{label_path}: missing; the bench needs a mask per volume to score and label slices")
+    truth = (read_labelmap(label_path, image.reference) > 0).astype(np.uint8)
+    mask_path = folder / f"{name}_brainmask.nii.gz"
+    region = (read_labelmap(mask_path, image.reference) > 0) if mask_path.exists() else _foreground_region(image.array)
+    spacing = tuple(float(value) for value in reversed(image.reference.GetSpacing()))
+    return BenchCase(name, image.array, truth, region, spacing)
+
+
+def _medimgseg_splits(folder: str) -> dict[str, tuple[list[BenchCase], list[BenchCase]]]:
+    root = Path(folder)
+    candidates = [root] if (root / "testB").is_dir() else sorted(path for path in root.iterdir() if (path / "testB").is_dir())
+    datasets = {}
+    for dataset in candidates:
+        test_folder = next((dataset / name for name in ("testA", "test") if (dataset / name).is_dir()), None)
+        if not (dataset / "val").is_dir() or test_folder is None:
+            raise WeakSegInputError(f"{dataset}: needs val/ and testA/ (or test/) folders beside testB/")
+        healthy = sorted(path for path in (dataset / "testB").iterdir() if path.is_file())
+        train = _read_picture_folder(dataset / "val") + [_read_picture(path, None) for path in healthy[0::2]]
+        test = _read_picture_folder(test_folder) + [_read_picture(path, None) for path in healthy[1::2]]
+        datasets[dataset.name] = (train, test)
+    return datasets
+
+
+def _read_picture_folder(folder: Path) -> list[BenchCase]:
+    """Lesion pictures of ``folder/images`` with masks ``folder/labels/<stem>_segmentation.png``."""
+    cases = []
+    for path in sorted((folder / "images").iterdir()):
+        mask = folder / "labels" / f"{path.stem}_segmentation.png"
+        if not mask.exists():
+            raise WeakSegInputError(f"{mask}: missing mask for {path}")
+        cases.append(_read_picture(path, mask))
+    if not cases:
+        raise WeakSegInputError(f"{folder / 'images'}: no pictures")
+    return cases
+
+
+def _read_picture(path: Path, mask_path: Path | None) -> BenchCase:
+    """A 2D picture (Z = 1); no mask means a healthy image (truth all zero)."""
+    image = read_image(path)
+    if mask_path is None:
+        truth = np.zeros(image.shape_zyx, dtype=np.uint8)
+    else:
+        mask = read_image(mask_path).array
+        if mask.shape[1:] != image.array.shape[1:]:
+            raise WeakSegInputError(f"{mask_path}: size {mask.shape[2:]} differs from its image's {image.array.shape[2:]}")
+        truth = (mask[0] > mask[0].max() / 2).astype(np.uint8) if mask.max() > 0 else np.zeros(image.shape_zyx, np.uint8)
+    return BenchCase(path.stem, image.array, truth, _foreground_region(image.array), (1.0, 1.0, 1.0))
+
+
+def _foreground_region(array: np.ndarray) -> np.ndarray:
+    """Pixels brighter than the darkest 1% (skull-stripped MRI: the brain; photos: almost all)."""
+    grey = array.mean(axis=0)
+    return grey > np.percentile(grey, 1)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def intensity_labels(case: BenchCase, k: float, direction: int) -> np.ndarray:
+    """Region pixels beyond mean + k * std (direction +1) or below mean - k * std (-1) of the region."""
+    grey = case.array.mean(axis=0)
+    values = grey[case.region]
+    z_score = (grey - values.mean()) / max(float(values.std()), 1e-6)
+    return ((direction * z_score > k) & case.region).astype(np.uint8)
+
+
+def choose_intensity_rule(train: list[BenchCase]) -> tuple[float, int, float]:
+    """``(k, direction, mean training Dice)`` maximising the mean Dice over the lesion training cases."""
+    lesion_cases = [case for case in train if case.truth.any()]
+    best = (0.0, 1, -1.0)
+    for direction in (1, -1):
+        for k in INTENSITY_K_GRID:
+            score = float(np.mean([_dice(intensity_labels(case, k, direction), case.truth) for case in lesion_cases]))
+            if score > best[2]:
+                best = (float(k), direction, score)
+    return best
+
+
+def _train_model(train: list[BenchCase], layout: str, arguments: argparse.Namespace, progress: Progress):
+    from weakseg.engine import pick_device
+    from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, train_image_label_model
+
+    config = ImageLabelConfig(seed=arguments.seed, mirror_excess=layout == "brats")
+    if arguments.rounds is not None:
+        config.rounds = arguments.rounds
+    if arguments.steps is not None:
+        config.classifier_steps = config.round_steps = arguments.steps
+    if arguments.image_size is not None:
+        config.image_size = arguments.image_size
+    volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
+    return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(arguments.device))
+
+
+def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]) -> np.ndarray:
+    from weakseg.methods.imagelabel import cam_probabilities, refine_probabilities, segment_volume
+
+    if method == "intensity":
+        return intensity_labels(case, rule[0], rule[1])
+    if method == "full":
+        labels, _ = segment_volume(model, case.array, case.spacing_zyx)
+        return labels
+    probabilities = cam_probabilities(model, case.array)
+    if method == "cam+crf":
+        probabilities = refine_probabilities(case.array, probabilities, case.spacing_zyx)
+    return probabilities.argmax(axis=0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- one dataset
+
+
+def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], methods: list[str], layout: str,
+                   arguments: argparse.Namespace, out: Path, progress: Progress) -> list[dict]:
+    started = time.perf_counter()
+    rule = choose_intensity_rule(train)
+    model = None
+    if any(method != "intensity" for method in methods):
+        model = _train_model(train, layout, arguments, progress.part(0.0, 0.8))
+    training_seconds = time.perf_counter() - started
+    progress = progress.part(0.8, 1.0)
+    case_rows, slice_rows = [], []
+    for index, case in enumerate(test):
+        for method_index, method in enumerate(methods):
+            progress.report((index * len(methods) + method_index) / (len(test) * len(methods)), f"{case.name}: {method}")
+            started = time.perf_counter()
+            prediction = _predict(method, case, model, rule)
+            seconds = time.perf_counter() - started
+            case_rows.append({"dataset": dataset, "case": case.name, "method": method,
+                              "dice_3d": _dice(prediction, case.truth) if case.truth.any() else float("nan"),
+                              "lesion_slices": int(case.truth.reshape(case.truth.shape[0], -1).any(1).sum()),
+                              "seconds": seconds})
+            slice_rows += _slice_rows(dataset, case, method, prediction)
+            if index < arguments.overlays and case.truth.any():
+                picture = overlay_picture(case.array, case.truth, prediction)
+                write_png(out / f"overlay_{case.name}_{method.replace('+', '_')}.png", picture)
+    summary = summarise(case_rows, slice_rows, methods)
+    _write_csv(out / "cases.csv", case_rows)
+    _write_csv(out / "slices.csv", slice_rows)
+    _write_csv(out / "summary.csv", summary)
+    header = (f"{dataset}: trained on {len(train)} images/volumes ({training_seconds:.0f} s), tested on {len(test)}; "
+              f"intensity rule: {'above mean +' if rule[1] > 0 else 'below mean -'} {rule[0]:.1f} std "
+              f"(training Dice {rule[2]:.3f})")
+    print(header + "\n" + format_summary(summary))
+    return summary
+
+
+def _slice_rows(dataset: str, case: BenchCase, method: str, prediction: np.ndarray) -> list[dict]:
+    rows = []
+    for index, (predicted, true) in enumerate(zip(prediction > 0, case.truth > 0)):
+        true_positive = int(np.count_nonzero(predicted & true))
+        false_positive = int(np.count_nonzero(predicted & ~true))
+        false_negative = int(np.count_nonzero(~predicted & true))
+        true_negative = int(predicted.size - true_positive - false_positive - false_negative)
+        rows.append({"dataset": dataset, "case": case.name, "slice": index, "method": method,
+                     "lesion": bool(true.any()), "predicted_lesion": bool(predicted.any()),
+                     "tp": true_positive, "fp": false_positive, "fn": false_negative, "tn": true_negative})
+    return rows
+
+
+def summarise(case_rows: list[dict], slice_rows: list[dict], methods: list[str]) -> list[dict]:
+    """Per method: mean 3D Dice, lesion-slice Dice / JA / AC / SE / SP, slice accuracy, seconds."""
+    summary = []
+    for method in methods:
+        cases = [row for row in case_rows if row["method"] == method]
+        slices = [row for row in slice_rows if row["method"] == method]
+        lesion = [row for row in slices if row["lesion"]]
+        tp, fp, fn, tn = (np.array([row[key] for row in lesion], dtype=np.float64) for key in ("tp", "fp", "fn", "tn"))
+        summary.append({
+            "method": method,
+            "dice_3d": float(np.nanmean([row["dice_3d"] for row in cases])),
+            "slice_dice": float(np.mean(2 * tp / np.maximum(2 * tp + fp + fn, 1))),
+            "jaccard": float(np.mean(tp / np.maximum(tp + fp + fn, 1))),
+            "accuracy": float(np.mean((tp + tn) / np.maximum(tp + fp + fn + tn, 1))),
+            "sensitivity": float(np.mean(tp / np.maximum(tp + fn, 1))),
+            "specificity": float(np.mean(tn / np.maximum(tn + fp, 1))),
+            "slice_accuracy": float(np.mean([row["lesion"] == row["predicted_lesion"] for row in slices])),
+            "lesion_slices": len(lesion),
+            "slices": len(slices),
+            "seconds": float(np.mean([row["seconds"] for row in cases])),
+        })
+    return summary
+
+
+def format_summary(summary: list[dict]) -> str:
+    """A Markdown table, one row per method."""
+    header = ["method", "3D Dice", "Dice (lesion slices)", "JA", "DI", "AC", "SE", "SP", "slice acc.", "s/case"]
+    lines = [
+        f"{summary[0]['lesion_slices']} lesion slices of {summary[0]['slices']}",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for entry in summary:
+        values = [entry["dice_3d"], entry["slice_dice"], entry["jaccard"], entry["slice_dice"], entry["accuracy"],
+                  entry["sensitivity"], entry["specificity"], entry["slice_accuracy"]]
+        lines.append("| " + " | ".join([entry["method"]] + [f"{value:.3f}" for value in values]
+                                       + [f"{entry['seconds']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    predicted, true = prediction > 0, truth > 0
+    total = np.count_nonzero(predicted) + np.count_nonzero(true)
+    return 1.0 if total == 0 else 2.0 * np.count_nonzero(predicted & true) / total
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)

@@ -1,0 +1,485 @@
+"""Segmentation from image-level labels: CAM -> pseudo labels -> self-training -> dense CRF.
+
+Input: images or volumes whose slices carry image-level labels (the classes a slice
+shows, or healthy; see :mod:`weakseg.image_labels`). Everything is slice-wise 2D, each
+slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resized to
+``image_size`` squared; predictions are resized back, so results keep the image's grid.
+
+1. **Classifier** (:mod:`weakseg.methods.cam`) trained on the labelled slices with
+   multi-label BCE, batches drawn half from slices showing a class and half from healthy
+   ones. Its class activation maps localise each class.
+2. **Pseudo labels** (:mod:`weakseg.methods.pseudo_labels`) of every labelled slice: only
+   the classes its label names, class-balanced per-image confidence, SLIC superpixel
+   voting; unreliable pixels unlabelled; healthy slices all background.
+3. **Segmentation network** (:class:`~weakseg.models.UNet2D`) trained with partial
+   cross-entropy on the confident pixels, in ``rounds`` rounds of
+   self-training (Dong et al., ICCV 2019; Lee 2013): the first round uses only the
+   ``first_round_share`` of lesion slices the classifier is most sure of; every later
+   round regenerates the pseudo labels from the network's own probabilities (same
+   generator, same class restriction) and adds the next, harder slices, ranked by the
+   network's confidence, until the last round uses all of them. Healthy slices are
+   used in every round.
+4. **Dense CRF** (:func:`weakseg.crf.refine_with_crf`, slice by slice) on the network's
+   probabilities at the image's own resolution, then the argmax.
+
+The classifier's CAMs also give the two baselines of ``weakseg bench imagelabel``
+(:func:`cam_probabilities`): CAM alone and CAM with the CRF.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from weakseg.crf import refine_with_crf
+from weakseg.data import augment, normalise_intensity, resize_images, volume_to_slices
+from weakseg.engine import load_checkpoint, run_training, save_checkpoint
+from weakseg.errors import WeakSegInputError
+from weakseg.losses import balanced_class_weights, partial_cross_entropy
+from weakseg.methods.cam import CamClassifier, class_activation_maps
+from weakseg.methods.pseudo_labels import PseudoLabelParams, make_pseudo_labels
+from weakseg.models import UNet2D
+from weakseg.progress import SILENT, Progress
+from weakseg.weak_labels import check_class_names
+
+METHOD_NAME = "imagelabel-cam-unet2d"
+PREDICTION_BATCH = 16
+
+
+@dataclass
+class LabelledVolume:
+    """An image or volume with its image-level labels.
+
+    Attributes:
+        name: for messages.
+        array: float ``(C, Z, Y, X)`` intensities (a 2D image has Z = 1).
+        slice_classes: per slice, the class names it shows (empty = healthy), or None
+            when the slice is unlabelled (it is then not used).
+    """
+
+    name: str
+    array: np.ndarray
+    slice_classes: list[frozenset[str] | None]
+
+
+@dataclass
+class ImageLabelConfig:
+    """Settings of :func:`train_image_label_model` (stored in the model file).
+
+    The defaults were chosen on the training patients of the BraTS development data
+    (pat0005, pat0006) on a 2-core CPU; see the README's "Image-level labels" section.
+
+    Attributes:
+        image_size: square side slices are resized to (multiple of 16).
+        mirror_excess: add, for every channel, how much brighter each pixel is than its
+            left-right mirror position (the positive part of the difference) as an input
+            channel. For hyperintense lesions (FLAIR, T2) in a left-right symmetric organ
+            centred in the field of view (brain MRI in atlas space, as BraTS is): a
+            lesion is usually one-sided, so it stands out while the symmetric anatomy
+            cancels. Without it, a classifier trained on two BraTS patients learned the
+            anatomy of the slice levels where lesions happened to lie (the lateral
+            ventricles) instead of the lesion (CAM 3D Dice 0.02-0.13 on pat0005); with
+            the signed difference 0.02-0.25, with the positive part 0.30-0.33.
+        classifier_channels, classifier_steps: CAM classifier widths and training steps.
+        cam_top_fraction: share of CAM positions pooled into the class logit
+            (:class:`~weakseg.methods.cam.CamClassifier`).
+        cam_scales: input scales whose CAMs are averaged (with flips).
+        segmenter_channels, dropout: U-Net widths per level and bottleneck dropout.
+        rounds, round_steps: self-training rounds and training steps per round.
+        first_round_share: share of the lesion slices used in round 1 (rising linearly
+            to all of them in the last round).
+        batch_size, learning_rate, weight_decay: AdamW with polynomial decay, per stage.
+        balance_classes: weight the segmentation loss by inverse class frequency
+            (:func:`~weakseg.losses.balanced_class_weights`). Off by default: with a
+            wide unlabelled band around each lesion, up-weighting the rare foreground
+            let the network grow lesions over it (about 3x the true volume on BraTS
+            training patients).
+        cam_threshold: CAM value above which a pixel counts as foreground (pseudo
+            labels of round 1, and the CAM baselines).
+        network_threshold: the same for the network's probabilities (later rounds).
+        foreground_fraction, background_fraction, superpixels, compactness, vote, purity:
+            see :class:`~weakseg.methods.pseudo_labels.PseudoLabelParams` (round 1, from CAMs).
+        network_fraction: the foreground and background fractions of later rounds, from the
+            network's probabilities. Higher than for CAMs: the network's boundaries are
+            sharper, and keeping only 60% of its foreground each round made lesions shrink
+            round after round.
+        crf: refine the network's probabilities with the dense CRF.
+        seed: network initialisation and batch order.
+    """
+
+    image_size: int = 128
+    mirror_excess: bool = False
+    classifier_channels: tuple[int, ...] = (16, 32, 64)
+    classifier_steps: int = 400
+    cam_top_fraction: float = 0.02
+    cam_scales: tuple[float, ...] = (1.0,)
+    segmenter_channels: tuple[int, ...] = (8, 16, 32, 64, 128)
+    dropout: float = 0.1
+    rounds: int = 3
+    round_steps: int = 250
+    first_round_share: float = 0.5
+    batch_size: int = 12
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    balance_classes: bool = False
+    cam_threshold: float = 0.3
+    network_threshold: float = 0.5
+    foreground_fraction: float = 1.0
+    background_fraction: float = 0.8
+    network_fraction: float = 0.9
+    superpixels: int = 200
+    compactness: float = 0.1
+    vote: float = 0.5
+    purity: float = 0.9
+    crf: bool = True
+    seed: int = 0
+
+    def pseudo_label_params(self, from_network: bool = False) -> PseudoLabelParams:
+        """The generator's settings for CAMs (round 1) or the network's probabilities (later rounds)."""
+        if from_network:
+            return PseudoLabelParams(self.network_threshold, self.network_fraction, self.network_fraction,
+                                     self.superpixels, self.compactness, self.vote, self.purity)
+        return PseudoLabelParams(self.cam_threshold, self.foreground_fraction, self.background_fraction,
+                                 self.superpixels, self.compactness, self.vote, self.purity)
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        for name in ("classifier_channels", "cam_scales", "segmenter_channels"):
+            values[name] = list(values[name])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ImageLabelConfig":
+        known = {item.name for item in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in known}
+        for name in ("classifier_channels", "cam_scales", "segmenter_channels"):
+            if name in kept:
+                kept[name] = tuple(kept[name])
+        return cls(**kept)
+
+
+@dataclass
+class ImageLabelModel:
+    """The trained classifier and segmentation network, with what is needed to apply them."""
+
+    classifier: CamClassifier
+    segmenter: UNet2D
+    class_names: list[str]
+    config: ImageLabelConfig
+    device: torch.device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare_slices(array: np.ndarray, size: int, mirror_excess: bool = False) -> torch.Tensor:
+    """``(C, Z, Y, X)`` intensities -> normalised slices ``(Z, C', size, size)`` float32.
+
+    With ``mirror_excess`` every channel is followed by how much brighter each pixel is
+    than its left-right mirror position (zero where it is darker; ``C' = 2C``), see
+    :class:`ImageLabelConfig`.
+    """
+    normalised = normalise_intensity(array)
+    if mirror_excess:
+        excess = np.maximum(normalised - normalised[..., ::-1], 0.0)
+        normalised = np.concatenate([normalised, excess], axis=0)
+    return resize_images(volume_to_slices(normalised), (size, size))
+
+
+def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], size: int, mirror_excess: bool):
+    """Labelled slices of all volumes: images ``(N, C, S, S)`` and presence ``(N, K - 1)`` float."""
+    code_of = {name: code for code, name in enumerate(class_names)}
+    images, presence = [], []
+    channels = None
+    for volume in volumes:
+        array = np.asarray(volume.array, dtype=np.float32)
+        if array.ndim != 4 or len(volume.slice_classes) != array.shape[1]:
+            raise WeakSegInputError(
+                f"{volume.name}: needs a (C, Z, Y, X) array and one label entry per slice; got shape "
+                f"{array.shape} and {len(volume.slice_classes)} entries"
+            )
+        if channels is not None and array.shape[0] != channels:
+            raise WeakSegInputError(f"{volume.name}: has {array.shape[0]} channels but earlier images have {channels}")
+        channels = array.shape[0]
+        keep = [index for index, classes in enumerate(volume.slice_classes) if classes is not None]
+        if not keep:
+            continue
+        slices = prepare_slices(array, size, mirror_excess)[keep]
+        rows = torch.zeros(len(keep), len(class_names) - 1)
+        for row, index in enumerate(keep):
+            for name in volume.slice_classes[index]:
+                if name not in code_of or code_of[name] == 0:
+                    raise WeakSegInputError(f"{volume.name}, slice {index}: label {name!r} is not one of {class_names[1:]}")
+                rows[row, code_of[name] - 1] = 1.0
+        images.append(slices)
+        presence.append(rows)
+    if not images:
+        raise WeakSegInputError("no labelled slice among the training images")
+    images, presence = torch.cat(images), torch.cat(presence)
+    positives = int((presence.sum(1) > 0).sum())
+    if positives == 0 or positives == presence.shape[0]:
+        raise WeakSegInputError(
+            f"image-level training needs both slices showing a class and healthy slices; got {positives} "
+            f"with a class out of {presence.shape[0]} labelled slices"
+        )
+    return images, presence
+
+
+def _balanced_batch(positive: torch.Tensor, negative: torch.Tensor, size: int, generator: torch.Generator):
+    """Indices: half from ``positive``, half from ``negative`` (index tensors), with replacement."""
+    half = size // 2
+    picks = [positive[torch.randint(len(positive), (half,), generator=generator)],
+             negative[torch.randint(len(negative), (size - half,), generator=generator)]]
+    return torch.cat(picks)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_image_label_model(
+    volumes: Sequence[LabelledVolume],
+    class_names: list[str],
+    config: ImageLabelConfig | None = None,
+    progress: Progress = SILENT,
+    device: torch.device | str = "cpu",
+    out_path: str | os.PathLike | None = None,
+) -> ImageLabelModel:
+    """Train the classifier and the self-trained segmentation network (module docstring).
+
+    Args:
+        volumes: training images with per-slice labels.
+        class_names: background first, then the classes image labels may name.
+        out_path: when given, the model is written there (atomically) at the end.
+
+    Raises:
+        WeakSegInputError: bad class list, inconsistent channels, unknown label names, or
+            no lesion or no healthy slice to learn from.
+        CancelledError: when ``progress`` reports a cancellation.
+    """
+    config = config or ImageLabelConfig()
+    check_class_names(class_names, "image-level training")
+    if config.image_size % 16:
+        raise WeakSegInputError(f"image size {config.image_size} must be a multiple of 16")
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    images, presence = _labelled_slices(volumes, class_names, config.image_size, config.mirror_excess)
+    classifier = CamClassifier(images.shape[1], len(class_names) - 1, config.classifier_channels,
+                               config.cam_top_fraction).to(device)
+    segmenter = UNet2D(images.shape[1], len(class_names), config.segmenter_channels, config.dropout).to(device)
+    model = ImageLabelModel(classifier, segmenter, list(class_names), config, device)
+    _train_classifier(model, images, presence, progress.part(0.0, 0.25))
+    _self_train(model, images, presence, progress.part(0.25, 1.0))
+    if out_path is not None:
+        save_image_label_model(model, out_path)
+    return model
+
+
+def _train_classifier(model: ImageLabelModel, images, presence, progress: Progress) -> None:
+    config = model.config
+    generator = torch.Generator().manual_seed(config.seed)
+    positive = torch.nonzero(presence.sum(1) > 0)[:, 0]
+    negative = torch.nonzero(presence.sum(1) == 0)[:, 0]
+    optimizer = torch.optim.AdamW(model.classifier.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+
+    def compute_loss(step: int) -> torch.Tensor:
+        picks = _balanced_batch(positive, negative, config.batch_size, generator)
+        batch, _ = augment(images[picks], [], generator)
+        logits, _ = model.classifier(batch.to(model.device))
+        return F.binary_cross_entropy_with_logits(logits, presence[picks].to(model.device))
+
+    progress.report(0.0, "training the classifier")
+    run_training(model.classifier, optimizer, compute_loss, config.classifier_steps, config.learning_rate, progress)
+    model.classifier.eval()
+
+
+def _self_train(model: ImageLabelModel, images, presence, progress: Progress) -> None:
+    """Rounds of: pseudo labels -> pick the confident lesion slices -> train the segmenter."""
+    config = model.config
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    positive = torch.nonzero(presence.sum(1) > 0)[:, 0]
+    negative = torch.nonzero(presence.sum(1) == 0)[:, 0]
+    labels = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
+    for round_index in range(config.rounds):
+        part = progress.part(round_index / config.rounds, (round_index + 1) / config.rounds)
+        part.report(0.0, f"round {round_index + 1}/{config.rounds}: pseudo labels")
+        if round_index == 0:
+            classifier_probability, activations = class_activation_maps(model.classifier, images[positive],
+                                                                        config.cam_scales)
+            present = presence[positive]
+            confidence = (classifier_probability * present).sum(1) / present.sum(1)
+        else:
+            probabilities = predict_slices(model, images[positive])
+            activations = probabilities[:, 1:]
+            confidence = _segmentation_confidence(probabilities)
+        params = config.pseudo_label_params(from_network=round_index > 0)
+        for row, index in enumerate(positive.tolist()):
+            codes = (torch.nonzero(presence[index])[:, 0] + 1).tolist()
+            pseudo = make_pseudo_labels(images[index].numpy(), activations[row].numpy(), codes, params)
+            labels[index] = torch.from_numpy(pseudo.astype(np.int64))
+        share = config.first_round_share + (1 - config.first_round_share) * round_index / max(config.rounds - 1, 1)
+        chosen = positive[torch.argsort(confidence, descending=True)[: max(1, round(share * len(positive)))]]
+        _train_segmenter(model, images, labels, chosen, negative, generator,
+                         part.part(0.1, 1.0), f"round {round_index + 1}/{config.rounds}")
+
+
+def _segmentation_confidence(probabilities: torch.Tensor) -> torch.Tensor:
+    """Per slice: mean top probability over the pixels predicted foreground (0 if none)."""
+    top, winner = probabilities.max(dim=1)
+    foreground = (winner > 0).float()
+    return (top * foreground).sum(dim=(1, 2)) / foreground.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+def _train_segmenter(model: ImageLabelModel, images, labels, positive, negative, generator,
+                     progress: Progress, stage: str) -> None:
+    config = model.config
+    optimizer = torch.optim.AdamW(model.segmenter.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+
+    def compute_loss(step: int) -> torch.Tensor:
+        picks = _balanced_batch(positive, negative, config.batch_size, generator)
+        batch, (batch_labels,) = augment(images[picks], [labels[picks]], generator)
+        batch_labels = batch_labels.to(model.device)
+        logits = model.segmenter(batch.to(model.device))
+        weights = balanced_class_weights(batch_labels, model.num_classes).to(model.device) if config.balance_classes else None
+        return partial_cross_entropy(logits, batch_labels, weights)
+
+    progress.report(0.0, f"{stage}: training the segmentation network")
+    run_training(model.segmenter, optimizer, compute_loss, config.round_steps, config.learning_rate, progress)
+    model.segmenter.eval()
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@torch.no_grad()
+def predict_slices(model: ImageLabelModel, images: torch.Tensor) -> torch.Tensor:
+    """Softmax ``(N, K, S, S)`` of prepared slices, averaged over left-right and up-down flips."""
+    model.segmenter.eval()
+    results = []
+    for start in range(0, images.shape[0], PREDICTION_BATCH):
+        batch = images[start:start + PREDICTION_BATCH].to(model.device)
+        total = torch.zeros(batch.shape[0], model.num_classes, *batch.shape[-2:], device=model.device)
+        for dims in ((), (-1,), (-2,), (-1, -2)):
+            view = batch.flip(dims) if dims else batch
+            output = F.softmax(model.segmenter(view), dim=1)
+            total += output.flip(dims) if dims else output
+        results.append((total / 4).cpu())
+    return torch.cat(results)
+
+
+def segment_volume(
+    model: ImageLabelModel, array: np.ndarray, spacing_zyx: tuple[float, float, float], crf: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment a ``(C, Z, Y, X)`` image: uint8 labels ``(Z, Y, X)`` and probabilities ``(K, Z, Y, X)``.
+
+    ``crf`` overrides the model's setting (None keeps it).
+    """
+    _check_channels(model, array)
+    probabilities = predict_slices(model, prepare_slices(array, model.config.image_size, model.config.mirror_excess))
+    probabilities = _to_image_grid(probabilities, array.shape[-2:])
+    if model.config.crf if crf is None else crf:
+        probabilities = refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
+    return probabilities.argmax(axis=0).astype(np.uint8), probabilities
+
+
+def cam_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
+    """CAM baseline probabilities ``(K, Z, Y, X)`` of a ``(C, Z, Y, X)`` image.
+
+    A class scores its CAM on slices where the classifier finds it (probability >= 0.5)
+    and 0 elsewhere; background scores ``cam_threshold``; scores are divided by their sum,
+    so the argmax is "CAM above the threshold, on slices classified as showing the class".
+    """
+    _check_channels(model, array)
+    slices = prepare_slices(array, model.config.image_size, model.config.mirror_excess)
+    classifier_probability, maps = class_activation_maps(model.classifier, slices, model.config.cam_scales)
+    maps = maps * (classifier_probability >= 0.5)[:, :, None, None]
+    background = torch.full_like(maps[:, :1], model.config.cam_threshold)
+    scores = torch.cat([background, maps], dim=1)
+    return _to_image_grid(scores / scores.sum(dim=1, keepdim=True), array.shape[-2:])
+
+
+def slice_classifier_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
+    """The classifier's ``(Z, K - 1)`` class probabilities of every slice of a ``(C, Z, Y, X)`` image."""
+    _check_channels(model, array)
+    probability, _ = class_activation_maps(model.classifier, prepare_slices(array, model.config.image_size, model.config.mirror_excess),
+                                           model.config.cam_scales)
+    return probability.numpy()
+
+
+def refine_probabilities(array: np.ndarray, probabilities: np.ndarray,
+                         spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Slice-wise dense CRF of ``(K, Z, Y, X)`` probabilities on the image, with this method's parameters."""
+    return refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
+
+
+def _crf_params():
+    from weakseg.crf import CrfParams
+
+    return CrfParams(mode="2d")
+
+
+def _to_image_grid(probabilities: torch.Tensor, size_yx: tuple[int, int]) -> np.ndarray:
+    """``(Z, K, S, S)`` -> ``(K, Z, Y, X)`` float32 on the image's slice size, summing to 1."""
+    resized = resize_images(probabilities, tuple(size_yx)).clamp(min=0)
+    resized = resized / resized.sum(dim=1, keepdim=True).clamp(min=1e-6)
+    return np.ascontiguousarray(resized.permute(1, 0, 2, 3).numpy(), dtype=np.float32)
+
+
+def _check_channels(model: ImageLabelModel, array: np.ndarray) -> None:
+    expected = model.classifier.config["in_channels"] // (2 if model.config.mirror_excess else 1)
+    if np.ndim(array) != 4 or array.shape[0] != expected:
+        raise WeakSegInputError(f"image of shape {np.shape(array)}: the model expects ({expected}, Z, Y, X)")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike) -> None:
+    """Write both networks and their settings to one ``weights_only``-loadable file."""
+    networks = nn.ModuleDict({"classifier": model.classifier, "segmenter": model.segmenter})
+    metadata = {
+        "method": METHOD_NAME,
+        "class_names": list(model.class_names),
+        "config": model.config.as_dict(),
+        "classifier_config": dict(model.classifier.config),
+        "segmenter_config": dict(model.segmenter.config),
+    }
+    save_checkpoint(path, networks, None, model.config.rounds * model.config.round_steps, metadata)
+
+
+def load_image_label_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> ImageLabelModel:
+    """Load a model written by :func:`save_image_label_model`.
+
+    Raises:
+        WeakSegInputError: missing or damaged file, or a model of another method.
+    """
+    device = torch.device(device)
+    payload = load_checkpoint(path, device)
+    metadata = payload.get("metadata") or {}
+    if metadata.get("method") != METHOD_NAME:
+        raise WeakSegInputError(f"{path}: not a WeakSeg image-label model (method {metadata.get('method')!r})")
+    try:
+        classifier_config = metadata["classifier_config"]
+        segmenter_config = metadata["segmenter_config"]
+        classifier = CamClassifier(int(classifier_config["in_channels"]), int(classifier_config["num_foreground"]),
+                                   tuple(classifier_config["channels"]), float(classifier_config["top_fraction"]))
+        segmenter = UNet2D(int(segmenter_config["in_channels"]), int(segmenter_config["num_classes"]),
+                           tuple(segmenter_config["channels"]), float(segmenter_config["dropout"]))
+        nn.ModuleDict({"classifier": classifier, "segmenter": segmenter}).load_state_dict(payload["model"])
+        config = ImageLabelConfig.from_dict(metadata["config"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise WeakSegInputError(f"{path}: damaged image-label model ({type(error).__name__}: {error})") from None
+    classifier.to(device).eval()
+    segmenter.to(device).eval()
+    return ImageLabelModel(classifier, segmenter, list(metadata["class_names"]), config, device)
