@@ -95,8 +95,8 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
                 write_png(out / f"overlay_{case.name}_{method.replace('+', '_')}.png", picture)
     progress.report(1.0, "done")
     summary = summarise(rows, methods, class_names[1:])
-    _write_csv(out / "cases.csv", rows)
-    _write_csv(out / "summary.csv", summary)
+    write_csv(out / "cases.csv", rows)
+    write_csv(out / "summary.csv", summary)
     print(format_summary(summary, class_names[1:], len(cases)))
     return summary
 
@@ -183,7 +183,8 @@ def format_summary(summary: list[dict], foreground: list[str], case_count: int) 
     return "\n".join(lines)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` (dicts with the same keys) as a CSV file, atomically."""
     def write(temporary: str) -> None:
         with open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -32,7 +32,6 @@ no-lesion accuracy (a slice is predicted "lesion" when any pixel is), and second
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from dataclasses import dataclass
@@ -42,7 +41,8 @@ import numpy as np
 
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
-from weakseg.io import read_image, read_labelmap, write_atomically
+from weakseg.bench import write_csv
+from weakseg.io import read_image, read_labelmap
 from weakseg.overlay import overlay_picture, write_png
 from weakseg.progress import Progress
 
@@ -259,9 +259,9 @@ def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], 
                 picture = overlay_picture(case.array, case.truth, prediction)
                 write_png(out / f"overlay_{case.name}_{method.replace('+', '_')}.png", picture)
     summary = summarise(case_rows, slice_rows, methods)
-    _write_csv(out / "cases.csv", case_rows)
-    _write_csv(out / "slices.csv", slice_rows)
-    _write_csv(out / "summary.csv", summary)
+    write_csv(out / "cases.csv", case_rows)
+    write_csv(out / "slices.csv", slice_rows)
+    write_csv(out / "summary.csv", summary)
     header = (f"{dataset}: trained on {len(train)} images/volumes ({training_seconds:.0f} s), tested on {len(test)}; "
               f"intensity rule: {'above mean +' if rule[1] > 0 else 'below mean -'} {rule[0]:.1f} std "
               f"(training Dice {rule[2]:.3f})")
@@ -326,13 +326,3 @@ def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     predicted, true = prediction > 0, truth > 0
     total = np.count_nonzero(predicted) + np.count_nonzero(true)
     return 1.0 if total == 0 else 2.0 * np.count_nonzero(predicted & true) / total
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    def write(temporary: str) -> None:
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    write_atomically(path, write)
