@@ -58,6 +58,33 @@ def test_pipeline_trains_saves_loads_and_segments(tmp_path):
     assert cam.shape == probabilities.shape
 
 
+def test_interrupted_training_resumes_from_the_last_finished_stage(tmp_path):
+    from weakseg.engine import load_checkpoint
+    from weakseg.errors import CancelledError
+    from weakseg.progress import Progress
+
+    image, mask = _lesion_volume(0)
+    volumes = [LabelledVolume("v", image, slice_labels_from_mask(mask, CLASSES))]
+    config = ImageLabelConfig(**{**TINY, "rounds": 2})
+    path = tmp_path / "model.pt"
+    messages = []
+    stop_in_round_2 = Progress(lambda fraction, message: messages.append(message),
+                               lambda: any(message.startswith("round 2/") for message in messages))
+    with pytest.raises(CancelledError):
+        train_image_label_model(volumes, CLASSES, config, stop_in_round_2, out_path=path)
+    assert load_checkpoint(path)["metadata"]["stages_done"] == 2  # classifier + round 1
+
+    messages.clear()
+    resumed = Progress(lambda fraction, message: messages.append(message))
+    train_image_label_model(volumes, CLASSES, config, resumed, out_path=path, resume=True)
+    assert not any("classifier" in message or message.startswith("round 1/") for message in messages)
+    assert load_checkpoint(path)["metadata"]["stages_done"] == 3
+    with pytest.raises(WeakSegInputError, match="already complete"):
+        train_image_label_model(volumes, CLASSES, config, out_path=path, resume=True)
+    with pytest.raises(WeakSegInputError, match=r"settings \['rounds'\] differ"):
+        train_image_label_model(volumes, CLASSES, ImageLabelConfig(**{**TINY, "rounds": 3}), out_path=path, resume=True)
+
+
 def test_pipeline_needs_lesion_and_healthy_slices():
     image, mask = _lesion_volume(0)
     only_lesion = [frozenset({"lesion"})] * image.shape[1]

@@ -128,7 +128,8 @@ def _train_from_image_labels(arguments: argparse.Namespace, progress: Progress) 
     config = ImageLabelConfig(seed=arguments.seed, mirror_excess=arguments.mirror_excess)
     if arguments.steps:
         config.classifier_steps = config.round_steps = arguments.steps
-    train_image_label_model(volumes, class_names, config, progress, pick_device(arguments.device), arguments.out)
+    train_image_label_model(volumes, class_names, config, progress, pick_device(arguments.device), arguments.out,
+                            resume=arguments.resume)
 
 
 def _all_classes(entry) -> set[str]:

@@ -253,17 +253,25 @@ def train_image_label_model(
     progress: Progress = SILENT,
     device: torch.device | str = "cpu",
     out_path: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> ImageLabelModel:
     """Train the classifier and the self-trained segmentation network (module docstring).
+
+    Training has ``1 + config.rounds`` stages (the classifier, then each self-training
+    round). With ``out_path`` the model file is rewritten atomically after every stage, with
+    the number of stages done; ``resume=True`` continues an interrupted run from the last
+    finished stage (the steps of an unfinished stage are redone, with fresh batches).
 
     Args:
         volumes: training images with per-slice labels.
         class_names: background first, then the classes image labels may name.
-        out_path: when given, the model is written there (atomically) at the end.
+        out_path: where the model is written (after every stage and at the end).
+        resume: continue the run stored in ``out_path``; needs the same classes and config.
 
     Raises:
-        WeakSegInputError: bad class list, inconsistent channels, unknown label names, or
-            no lesion or no healthy slice to learn from.
+        WeakSegInputError: bad class list, inconsistent channels, unknown label names, no
+            lesion or no healthy slice to learn from; on resume, a missing or foreign model
+            file, other classes or settings, or a run that is already complete.
         CancelledError: when ``progress`` reports a cancellation.
     """
     config = config or ImageLabelConfig()
@@ -277,11 +285,39 @@ def train_image_label_model(
                                config.cam_top_fraction).to(device)
     segmenter = UNet2D(images.shape[1], len(class_names), config.segmenter_channels, config.dropout).to(device)
     model = ImageLabelModel(classifier, segmenter, list(class_names), config, device)
-    _train_classifier(model, images, presence, progress.part(0.0, 0.25))
-    _self_train(model, images, presence, progress.part(0.25, 1.0))
-    if out_path is not None:
-        save_image_label_model(model, out_path)
+    if resume and out_path is None:
+        raise WeakSegInputError("resuming image-label training needs the model file to resume from")
+    stages_done = _resume_from(model, out_path) if resume else 0
+
+    def stage_done(stages: int) -> None:
+        if out_path is not None:
+            save_image_label_model(model, out_path, stages)
+
+    if stages_done == 0:
+        _train_classifier(model, images, presence, progress.part(0.0, 0.25))
+        stage_done(1)
+    model.classifier.eval()
+    _self_train(model, images, presence, progress.part(0.25, 1.0), first_round=max(0, stages_done - 1),
+                round_done=lambda round_index: stage_done(round_index + 2))
     return model
+
+
+def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
+    """Load the networks of an interrupted run into ``model``; returns the stages it finished."""
+    stored = load_image_label_model(path, model.device)
+    if [name.lower() for name in stored.class_names] != [name.lower() for name in model.class_names]:
+        raise WeakSegInputError(f"{path}: cannot resume: the model's classes {stored.class_names} "
+                                f"differ from {model.class_names}")
+    mine, theirs = model.config.as_dict(), stored.config.as_dict()
+    different = sorted(name for name in mine if mine[name] != theirs.get(name))
+    if different:
+        raise WeakSegInputError(f"{path}: cannot resume: settings {different} differ from the stored run")
+    stages = int((load_checkpoint(path).get("metadata") or {}).get("stages_done", 1 + model.config.rounds))
+    if stages >= 1 + model.config.rounds:
+        raise WeakSegInputError(f"{path}: the run is already complete; nothing to resume")
+    model.classifier.load_state_dict(stored.classifier.state_dict())
+    model.segmenter.load_state_dict(stored.segmenter.state_dict())
+    return stages
 
 
 def _train_classifier(model: ImageLabelModel, images, presence, progress: Progress) -> None:
@@ -300,17 +336,21 @@ def _train_classifier(model: ImageLabelModel, images, presence, progress: Progre
 
     progress.report(0.0, "training the classifier")
     run_training(model.classifier, optimizer, compute_loss, config.classifier_steps, config.learning_rate, progress)
-    model.classifier.eval()
 
 
-def _self_train(model: ImageLabelModel, images, presence, progress: Progress) -> None:
-    """Rounds of: pseudo labels -> pick the confident lesion slices -> train the segmenter."""
+def _self_train(model: ImageLabelModel, images, presence, progress: Progress, first_round: int = 0,
+                round_done=None) -> None:
+    """Rounds of: pseudo labels -> pick the confident lesion slices -> train the segmenter.
+
+    ``first_round`` > 0 continues a resumed run (its batches are seeded by the round, so they
+    differ from the interrupted run's); ``round_done(round_index)`` is called after each round.
+    """
     config = model.config
-    generator = torch.Generator().manual_seed(config.seed + 1)
+    generator = torch.Generator().manual_seed(config.seed + 1 + 1_000_003 * first_round)
     positive = torch.nonzero(presence.sum(1) > 0)[:, 0]
     negative = torch.nonzero(presence.sum(1) == 0)[:, 0]
     labels = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
-    for round_index in range(config.rounds):
+    for round_index in range(first_round, config.rounds):
         part = progress.part(round_index / config.rounds, (round_index + 1) / config.rounds)
         part.report(0.0, f"round {round_index + 1}/{config.rounds}: pseudo labels")
         if round_index == 0:
@@ -331,6 +371,8 @@ def _self_train(model: ImageLabelModel, images, presence, progress: Progress) ->
         chosen = positive[torch.argsort(confidence, descending=True)[: max(1, round(share * len(positive)))]]
         _train_segmenter(model, images, labels, chosen, negative, generator,
                          part.part(0.1, 1.0), f"round {round_index + 1}/{config.rounds}")
+        if round_done is not None:
+            round_done(round_index)
 
 
 def _segmentation_confidence(probabilities: torch.Tensor) -> torch.Tensor:
@@ -445,8 +487,11 @@ def _check_channels(model: ImageLabelModel, array: np.ndarray) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike) -> None:
-    """Write both networks and their settings to one ``weights_only``-loadable file."""
+def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike, stages_done: int | None = None) -> None:
+    """Write both networks and their settings to one ``weights_only``-loadable file.
+
+    ``stages_done`` (default: all, ``1 + rounds``) records how far training got, for resume.
+    """
     networks = nn.ModuleDict({"classifier": model.classifier, "segmenter": model.segmenter})
     metadata = {
         "method": METHOD_NAME,
@@ -454,6 +499,7 @@ def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike) -> N
         "config": model.config.as_dict(),
         "classifier_config": dict(model.classifier.config),
         "segmenter_config": dict(model.segmenter.config),
+        "stages_done": 1 + model.config.rounds if stages_done is None else stages_done,
     }
     save_checkpoint(path, networks, None, model.config.rounds * model.config.round_steps, metadata)
 
