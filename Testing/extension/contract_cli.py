@@ -97,7 +97,7 @@ def train(arguments) -> None:
         "scribbled": [case for case in cases if (folder / f"{case}_scribble.nii.gz").exists()],
         "masked": [case for case in cases if (folder / f"{case}_label.nii.gz").exists()],
         "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
-        "method": arguments.method,
+        "method": "imagelabel" if arguments.image_labels else arguments.method,
         "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
     }
     Path(arguments.out).write_text(json.dumps(model))
@@ -136,6 +136,7 @@ def main() -> None:
     trainParser.add_argument("--resume", action="store_true")
     trainParser.add_argument("--method", default="cohort")
     trainParser.add_argument("--unpaired-masks")
+    trainParser.add_argument("--image-labels")
     predictParser = commands.add_parser("predict")
     predictParser.add_argument("model")
     predictParser.add_argument("images", nargs="+")

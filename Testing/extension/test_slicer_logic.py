@@ -333,6 +333,26 @@ def test_maag_training_uses_the_masks_of_other_volumes_as_the_shape_prior(logic,
         logic.trainCohort([scribbled], tmp_path / "maag.pt", method="adversarial")
 
 
+def test_imagelabel_training_passes_the_cohort_image_labels(logic, scene, tmp_path):
+    import json
+
+    image, _ = phantom()
+    labelled = addVolume(scene, image, name="Lesion case")
+    healthy = addVolume(scene, image, name="Healthy case")
+    scribbled = addVolume(scene, image, name="Scribbled case")
+    logic.setImageLabel(labelled, "LV", firstSlice=0, lastSlice=2)
+    logic.setImageLabel(healthy, "healthy")
+    logic.setScribbleSegmentation(scribbled, addScribbles(scene, scribbled))
+
+    model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "lesions.pt",
+                                              classNames=["background", "LV", "RV"], method="imagelabel")).read_text())
+    assert model["method"] == "imagelabel"
+    assert model["cases"] == ["Healthy-case", "Lesion-case"]  # volumes without an image label are left out
+    assert model["image_labels"] == ["case,label,first_slice,last_slice", "Lesion-case,LV,0,2", "Healthy-case,healthy,,"]
+    with pytest.raises(WeakSegInputError, match="no volume of the cohort has one"):
+        logic.trainCohort([scribbled], tmp_path / "lesions.pt", method="imagelabel")
+
+
 STEPS_ARGUMENTS = ["--steps", "25", "--device", "cpu", "--seed", "0"]
 
 
@@ -379,6 +399,20 @@ def test_real_command_line_trains_and_applies_a_cohort_model(realCliHelp, scene,
     outputs = realLogic.applyModel(modelPath, [newVolume], extraArguments=["--device", "cpu"])
     assert list(segmentMasks(outputs[0], newVolume)) == ["LV", "RV"]
     assert outputs[0] is newVolume.GetNodeReference("WeakSegResult")
+    assert list(workDirectory.iterdir()) == []
+
+
+def test_real_command_line_trains_from_slicer_image_labels(realCliHelp, scene, workDirectory, tmp_path):
+    image, _ = phantom()
+    realLogic = WeakSegLogic(scene=scene, temporaryDirectory=str(workDirectory))
+    lesion = addVolume(scene, image, name="Lesion case")
+    realLogic.setImageLabel(lesion, "healthy")
+    realLogic.setImageLabel(lesion, "LV", firstSlice=1, lastSlice=3)
+    modelPath = realLogic.trainCohort([lesion], tmp_path / "lesions.pt", classNames=["background", "LV"],
+                                      method="imagelabel", extraArguments=["--steps", "2", "--device", "cpu"])
+    assert Path(modelPath).is_file()
+    outputs = realLogic.applyModel(modelPath, [lesion], extraArguments=["--device", "cpu"])
+    assert outputs[0] is lesion.GetNodeReference("WeakSegResult")
     assert list(workDirectory.iterdir()) == []
 
 

@@ -43,8 +43,9 @@ except ImportError:  # slicer-core without the application (tests, scripts): no 
 METHODS = ("weakseg", "growcut")
 # Cohort training methods of ``weakseg train --method``: cohort (scribbles, masks as dense
 # scribbles), maag (scribbles + the masks of other volumes as an adversarial shape prior),
-# pce (maag's network with partial cross-entropy only, for comparison).
-TRAINING_METHODS = ("cohort", "maag", "pce")
+# pce (maag's network with partial cross-entropy only, for comparison), imagelabel (the
+# volumes' and slice ranges' image-level labels: CAM -> pseudo labels -> self-training -> CRF).
+TRAINING_METHODS = ("cohort", "maag", "pce", "imagelabel")
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -337,7 +338,8 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
         ``method`` is one of :data:`TRAINING_METHODS`; for ``maag`` the volumes with scribbles
         train and the full masks of the other volumes are the unpaired shape prior
-        (:func:`cohort.splitForShapePrior`).
+        (:func:`cohort.splitForShapePrior`); ``imagelabel`` trains on the image-level labels of
+        the volumes that have one (``weakseg train --image-labels``).
         """
         if method not in TRAINING_METHODS:
             raise WeakSegInputError(f"unknown training method {method!r}; choose one of {list(TRAINING_METHODS)}")
@@ -349,10 +351,16 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         maskRows = []
         if method == "maag":
             rows, maskRows = cohort.splitForShapePrior(rows)
+        if method == "imagelabel":
+            rows = [row for row in rows if row.imageLabel or row.sliceLabels]
+            if not rows:
+                raise WeakSegInputError("training from image-level labels, but no volume of the cohort has one")
         self.checkDependencies()
         work = self._workDirectory("train")
         cases = cohort.writeTrainingFolder(rows, work / "data", classNames)
         methodArguments = ["--method", method]
+        if method == "imagelabel":
+            methodArguments = ["--image-labels", str(work / "data" / cohort.IMAGE_LABELS_FILE)]
         if maskRows:
             cohort.writeUnpairedMasks(maskRows, work / "unpaired", classNames)
             methodArguments += ["--unpaired-masks", str(work / "unpaired")]
