@@ -50,8 +50,8 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     from weakseg.methods.cohort import list_cases
 
     methods = [name.strip() for name in (arguments.methods or "growcut,weakseg").split(",") if name.strip()]
-    named_models = tuple(model_paths(arguments.model))
-    known = BENCH_METHODS + named_models + tuple(name + ADAPTED for name in named_models)
+    given = model_paths(arguments.model)
+    known = BENCH_METHODS + tuple(given) + tuple(name + ADAPTED for name in given)
     unknown = [name for name in methods if name not in known]
     if unknown:
         raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(known)}")
@@ -60,7 +60,6 @@ def run_scribble_bench(arguments: argparse.Namespace, progress: Progress) -> lis
     if not cases:
         raise WeakSegInputError(f"{arguments.data_dir}: no test case has a <case>_label file to score against")
     device = pick_device(arguments.device)
-    given = model_paths(arguments.model)
     needed = list(dict.fromkeys(name.removesuffix(ADAPTED) for name in methods if name.removesuffix(ADAPTED)
                                 in COHORT_LEVEL_METHODS + tuple(given)))
     unused = sorted(set(given) - set(needed))
@@ -129,8 +128,9 @@ def _cohort_level_model(name: str, path: str | None, arguments: argparse.Namespa
     if arguments.cohort_steps:
         config.steps = arguments.cohort_steps
     model_path = out / f"{name}.pt"
-    if model_path.exists() and load_cohort_model(model_path, device).step >= config.steps:
-        return load_cohort_model(model_path, device)
+    existing = load_cohort_model(model_path, device) if model_path.exists() else None
+    if existing is not None and existing.step >= config.steps:
+        return existing
     train_cases = list_cases(arguments.data_dir, arguments.train_split)
     train_cohort(train_cases, model_path, config, class_list(arguments.classes), progress,
                  resume=model_path.exists(), device=device,

@@ -147,16 +147,16 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     from weakseg.methods.imagelabel import load_image_label_model, segment_volume
 
     device = pick_device(arguments.device)
-    method = (load_checkpoint(arguments.model).get("metadata") or {}).get("method")
-    if method == IMAGE_LABEL_METHOD:
-        model = load_image_label_model(arguments.model, device)
+    payload = load_checkpoint(arguments.model, device)
+    if (payload.get("metadata") or {}).get("method") == IMAGE_LABEL_METHOD:
+        model = load_image_label_model(arguments.model, device, payload)
 
         def predict(image, part):
             spacing = tuple(float(value) for value in reversed(image.reference.GetSpacing()))
             spacing = spacing if len(spacing) == 3 else (1.0, *spacing)
             return segment_volume(model, image.array, spacing)
     else:
-        model = load_cohort_model(arguments.model, device)
+        model = load_cohort_model(arguments.model, device, payload)
 
         def predict(image, part):
             return predict_volume(model, image, part)

@@ -372,14 +372,20 @@ def _build_network(in_channels: int, num_classes: int, config: CohortConfig) -> 
     return ARCHITECTURES[config.architecture](in_channels, num_classes, tuple(config.channels), config.dropout)
 
 
-def load_cohort_model(path: str | os.PathLike, device: torch.device | str | None = "cpu") -> CohortModel:
+def load_cohort_model(
+    path: str | os.PathLike, device: torch.device | str | None = "cpu", payload: dict | None = None
+) -> CohortModel:
     """Load a model written by :func:`train_cohort` (``torch.load(weights_only=True)``).
+
+    Args:
+        payload: the checkpoint of ``path`` when the caller has read it already
+            (:func:`weakseg.engine.load_checkpoint` on ``device``), so it is not read twice.
 
     Raises:
         WeakSegInputError: missing or unreadable file, or a checkpoint of another method.
     """
     device = _resolve_device(device)
-    payload = load_checkpoint(path, device)
+    payload = payload if payload is not None else load_checkpoint(path, device)
     metadata = payload.get("metadata") or {}
     if metadata.get("method") != METHOD_NAME:
         raise WeakSegInputError(f"{path}: not a WeakSeg cohort model (method {metadata.get('method')!r})")
@@ -561,8 +567,11 @@ def train_cohort(
         batch, (target, far) = augment(
             images[pick], [labels[pick], outside[pick]], generator, config.max_rotation_degrees, config.max_scale
         )
-        scale_logits = network.forward_scales(batch.to(device)) if prior else None
-        logits = scale_logits[0] if prior else network(batch.to(device))
+        if prior:
+            scale_logits = network.forward_scales(batch.to(device))
+            logits = scale_logits[0]
+        else:
+            logits = network(batch.to(device))
         pseudo_weight = 0.0
         if config.pseudo_label_weight and step >= warmup_steps:
             ramp = min(1.0, (step - warmup_steps + 1) / max(1, config.steps // 10))

@@ -304,7 +304,8 @@ def train_image_label_model(
 
 def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
     """Load the networks of an interrupted run into ``model``; returns the stages it finished."""
-    stored = load_image_label_model(path, model.device)
+    payload = load_checkpoint(path, model.device)
+    stored = load_image_label_model(path, model.device, payload)
     if [name.lower() for name in stored.class_names] != [name.lower() for name in model.class_names]:
         raise WeakSegInputError(f"{path}: cannot resume: the model's classes {stored.class_names} "
                                 f"differ from {model.class_names}")
@@ -312,7 +313,7 @@ def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
     different = sorted(name for name in mine if mine[name] != theirs.get(name))
     if different:
         raise WeakSegInputError(f"{path}: cannot resume: settings {different} differ from the stored run")
-    stages = int((load_checkpoint(path).get("metadata") or {}).get("stages_done", 1 + model.config.rounds))
+    stages = int(payload["metadata"].get("stages_done", 1 + model.config.rounds))
     if stages >= 1 + model.config.rounds:
         raise WeakSegInputError(f"{path}: the run is already complete; nothing to resume")
     model.classifier.load_state_dict(stored.classifier.state_dict())
@@ -504,14 +505,20 @@ def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike, stag
     save_checkpoint(path, networks, None, model.config.rounds * model.config.round_steps, metadata)
 
 
-def load_image_label_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> ImageLabelModel:
+def load_image_label_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu", payload: dict | None = None
+) -> ImageLabelModel:
     """Load a model written by :func:`save_image_label_model`.
+
+    Args:
+        payload: the checkpoint of ``path`` when the caller has read it already
+            (:func:`weakseg.engine.load_checkpoint` on ``device``), so it is not read twice.
 
     Raises:
         WeakSegInputError: missing or damaged file, or a model of another method.
     """
     device = torch.device(device)
-    payload = load_checkpoint(path, device)
+    payload = payload if payload is not None else load_checkpoint(path, device)
     metadata = payload.get("metadata") or {}
     if metadata.get("method") != METHOD_NAME:
         raise WeakSegInputError(f"{path}: not a WeakSeg image-label model (method {metadata.get('method')!r})")
