@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from weakseg.bench import write_csv
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
-from weakseg.bench import write_csv
 from weakseg.io import read_image, read_labelmap
+from weakseg.metrics import dice_per_class
 from weakseg.overlay import overlay_picture, write_png
 from weakseg.progress import Progress
 
@@ -323,6 +324,5 @@ def format_summary(summary: list[dict]) -> str:
 
 
 def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    predicted, true = prediction > 0, truth > 0
-    total = np.count_nonzero(predicted) + np.count_nonzero(true)
-    return 1.0 if total == 0 else 2.0 * np.count_nonzero(predicted & true) / total
+    """Dice of the whole lesion (every code > 0), 1.0 when both are empty."""
+    return float(dice_per_class((prediction > 0).astype(np.uint8), (truth > 0).astype(np.uint8), 2)[1])
