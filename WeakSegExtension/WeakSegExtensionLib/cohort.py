@@ -276,13 +276,10 @@ def writeTrainingFolder(rows: Sequence[CohortRow], folder: str | os.PathLike, cl
     folder.mkdir(parents=True, exist_ok=True)
     labelLines = []
     for case, row, scribbles, mask in planned:
-        geometry = mrml_bridge.volumeGeometry(row.volumeNode)
         mrml_bridge.writeVolumeFile(row.volumeNode, folder / f"{case}_image.nii.gz")
         for suffix, labels in (("scribble", scribbles), ("label", mask)):
             if labels is not None:
-                mrml_bridge.writeImageFile(
-                    mrml_bridge.imageFromArray(labels.astype(np.uint8), geometry), folder / f"{case}_{suffix}.nii.gz"
-                )
+                _writeLabelmap(labels, row.volumeNode, folder / f"{case}_{suffix}.nii.gz")
         for entry in labelRows([row.volumeNode]):
             labelLines.append({**entry, "volume": case})
     with open(folder / IMAGE_LABELS_FILE, "w", newline="", encoding="utf-8") as handle:
@@ -322,7 +319,11 @@ def writeUnpairedMasks(rows: Sequence[CohortRow], folder: str | os.PathLike, cla
         planned.append((f"unpaired-{caseName(row.volumeNode.GetName(), taken)}", row, labels))
     folder.mkdir(parents=True, exist_ok=True)
     for case, row, labels in planned:
-        geometry = mrml_bridge.volumeGeometry(row.volumeNode)
-        mrml_bridge.writeImageFile(mrml_bridge.imageFromArray(labels.astype(np.uint8), geometry), folder / f"{case}_label.nii.gz")
+        _writeLabelmap(labels, row.volumeNode, folder / f"{case}_label.nii.gz")
     return [case for case, _, _ in planned]
 
+
+def _writeLabelmap(labels: np.ndarray, volumeNode, path: Path) -> None:
+    """Write class codes on ``volumeNode``'s grid (its geometry) as a uint8 labelmap file."""
+    geometry = mrml_bridge.volumeGeometry(volumeNode)
+    mrml_bridge.writeImageFile(mrml_bridge.imageFromArray(labels.astype(np.uint8), geometry), path)

@@ -358,9 +358,10 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         self.checkDependencies()
         work = self._workDirectory("train")
         cases = cohort.writeTrainingFolder(rows, work / "data", classNames)
-        methodArguments = ["--method", method]
         if method == "imagelabel":
             methodArguments = ["--image-labels", str(work / "data" / cohort.IMAGE_LABELS_FILE)]
+        else:
+            methodArguments = ["--method", method]
         if maskRows:
             cohort.writeUnpairedMasks(maskRows, work / "unpaired", classNames)
             methodArguments += ["--unpaired-masks", str(work / "unpaired")]
