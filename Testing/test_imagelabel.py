@@ -112,10 +112,10 @@ def test_bench_imagelabel_on_a_brats_style_folder(tmp_path, capsys):
                    "--progress", "none"])
     assert status == 0
     table = capsys.readouterr().out
-    for method in ("intensity", "cam", "cam+crf", "full"):
+    for method in ("intensity", "cam", "cam+crf", "network+crf", "full"):
         assert f"| {method} |" in table
     assert "3D Dice" in table and "slice acc." in table
-    assert (out / "summary.csv").read_text().count("\n") == 5
+    assert (out / "summary.csv").read_text().count("\n") == 6
     assert (out / "overlay_pat03_full.png").exists()
 
 

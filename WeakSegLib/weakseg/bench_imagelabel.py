@@ -9,7 +9,10 @@ Methods:
     cam         class activation maps of the slice classifier (CAM > 0.5 on slices the
                 classifier calls lesion)
     cam+crf     the same probabilities refined by the dense CRF
-    full        CAM -> class-balanced superpixel pseudo labels -> self-trained U-Net -> CRF
+    network+crf the self-trained U-Net refined by the CRF, without the appearance step
+                (an ablation of ``full``)
+    full        CAM -> class-balanced superpixel pseudo labels -> self-trained U-Net ->
+                per-volume appearance refinement -> CRF
 
 Layouts (``--layout``, detected when ``auto``):
     brats       a folder of volumes ``<case>_<channel>.nii.gz`` (``--channel``, default
@@ -43,11 +46,12 @@ from weakseg.bench import write_csv
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.io import read_image, read_labelmap
+from weakseg.methods.appearance import foreground_region
 from weakseg.metrics import dice_per_class
 from weakseg.overlay import overlay_picture, write_png
 from weakseg.progress import Progress
 
-IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "full")
+IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "network+crf", "full")
 CLASS_NAMES = ["background", "lesion"]
 INTENSITY_K_GRID = np.round(np.arange(0.0, 3.01, 0.1), 2)
 
@@ -128,7 +132,7 @@ def _read_brats_case(folder: Path, name: str, suffix: str) -> BenchCase:
         raise WeakSegInputError(f"{label_path}: missing; the bench needs a mask per volume to score and label slices")
     truth = (read_labelmap(label_path, image.reference) > 0).astype(np.uint8)
     mask_path = folder / f"{name}_brainmask.nii.gz"
-    region = (read_labelmap(mask_path, image.reference) > 0) if mask_path.exists() else _foreground_region(image.array)
+    region = (read_labelmap(mask_path, image.reference) > 0) if mask_path.exists() else foreground_region(image.array)
     spacing = tuple(float(value) for value in reversed(image.reference.GetSpacing()))
     return BenchCase(name, image.array, truth, region, spacing)
 
@@ -171,13 +175,7 @@ def _read_picture(path: Path, mask_path: Path | None) -> BenchCase:
         if mask.shape[1:] != image.array.shape[1:]:
             raise WeakSegInputError(f"{mask_path}: size {mask.shape[2:]} differs from its image's {image.array.shape[2:]}")
         truth = (mask[0] > mask[0].max() / 2).astype(np.uint8) if mask.max() > 0 else np.zeros(image.shape_zyx, np.uint8)
-    return BenchCase(path.stem, image.array, truth, _foreground_region(image.array), (1.0, 1.0, 1.0))
-
-
-def _foreground_region(array: np.ndarray) -> np.ndarray:
-    """Pixels brighter than the darkest 1% (skull-stripped MRI: the brain; photos: almost all)."""
-    grey = array.mean(axis=0)
-    return grey > np.percentile(grey, 1)
+    return BenchCase(path.stem, image.array, truth, foreground_region(image.array), (1.0, 1.0, 1.0))
 
 
 # --------------------------------------------------------------------------- methods
@@ -223,8 +221,8 @@ def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]
 
     if method == "intensity":
         return intensity_labels(case, rule[0], rule[1])
-    if method == "full":
-        labels, _ = segment_volume(model, case.array, case.spacing_zyx)
+    if method in ("full", "network+crf"):
+        labels, _ = segment_volume(model, case.array, case.spacing_zyx, crf=True, appearance=method == "full")
         return labels
     probabilities = cam_probabilities(model, case.array)
     if method == "cam+crf":

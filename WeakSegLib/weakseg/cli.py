@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods",
                        help="comma list; scribbles: growcut, weakseg, and the cohort-level methods cohort, pce, maag "
                             "(no scribbles of the test volume), each also as NAME+scribbles (adapted to them); default "
-                            "growcut,weakseg. imagelabel: intensity, cam, cam+crf, full (default all)")
+                            "growcut,weakseg. imagelabel: intensity, cam, cam+crf, network+crf, full (default all)")
     bench.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
                        help="a trained model, benchmarked as method NAME (default name: cohort; any name, "
                             "e.g. maag-long) instead of training one; repeat for several models")

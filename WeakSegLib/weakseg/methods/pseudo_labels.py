@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weakseg.errors import WeakSegInputError
+from weakseg.errors import WeakSegInputError, check_fractions
 from weakseg.weak_labels import UNLABELLED
 
 
@@ -63,10 +63,7 @@ class PseudoLabelParams:
     purity: float = 0.9
 
     def __post_init__(self) -> None:
-        for name in ("threshold", "foreground_fraction", "background_fraction", "vote", "purity"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise WeakSegInputError(f"pseudo-label parameter {name} must lie in [0, 1], got {value}")
+        check_fractions("pseudo-label", self, ("threshold", "foreground_fraction", "background_fraction", "vote", "purity"))
         if self.superpixels < 0 or self.compactness <= 0:
             raise WeakSegInputError(
                 f"pseudo-label parameters superpixels ({self.superpixels}) and compactness "
