@@ -81,8 +81,10 @@ class LabelledVolume:
 class ImageLabelConfig:
     """Settings of :func:`train_image_label_model` (stored in the model file).
 
-    The defaults were chosen on the training patients of the BraTS development data
-    (pat0005, pat0006) on a 2-core CPU; see the README's "Image-level labels" section.
+    The defaults were chosen on the BraTS development data on a 2-core CPU, most on the
+    training patients (pat0005, pat0006), the background fractions and the appearance
+    seeds and gate also looking at the val patients (pat0003, pat0004); the README's
+    "Image-level labels" section says which was chosen where.
 
     Attributes:
         image_size: square side slices are resized to (multiple of 16).
