@@ -93,7 +93,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,7 @@ from weakseg.io import LoadedImage, read_image, suffix_of
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.models import ARCHITECTURES, UNet2D, build_network
 from weakseg.progress import SILENT, Progress
+from weakseg.settings import StoredSettings
 from weakseg.unpaired_masks import MaskFile, load_unpaired_masks
 from weakseg.weak_labels import UNLABELLED, Scribbles, check_class_names, load_scribbles
 
@@ -235,7 +236,7 @@ def list_cases(folder: str | os.PathLike, split: str | None = None, require_scri
 
 
 @dataclass
-class CohortConfig:
+class CohortConfig(StoredSettings):
     """Settings of a cohort training run (stored in the model file as a plain dict).
 
     The defaults are the configuration measured on ACDC on a shared 2-core CPU
@@ -281,19 +282,6 @@ class CohortConfig:
     max_scale: float = 0.15
     checkpoint_every: int = 100
     seed: int = 0
-
-    def as_dict(self) -> dict:
-        values = asdict(self)
-        values["channels"] = list(self.channels)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "CohortConfig":
-        known = {item.name for item in fields(cls)}
-        kept = {key: value for key, value in values.items() if key in known}
-        if "channels" in kept:
-            kept["channels"] = tuple(kept["channels"])
-        return cls(**kept)
 
 
 # Settings that change the network or its input: a resumed run must keep them.

@@ -37,7 +37,7 @@ The classifier's CAMs also give the two baselines of ``weakseg bench imagelabel`
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -55,6 +55,7 @@ from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.pseudo_labels import PseudoLabelParams, make_pseudo_labels
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
+from weakseg.settings import StoredSettings
 from weakseg.weak_labels import check_class_names
 
 METHOD_NAME = "imagelabel-cam-unet2d"
@@ -78,7 +79,7 @@ class LabelledVolume:
 
 
 @dataclass
-class ImageLabelConfig:
+class ImageLabelConfig(StoredSettings):
     """Settings of :func:`train_image_label_model` (stored in the model file).
 
     The defaults were chosen on the BraTS development data on a 2-core CPU, most on the
@@ -176,21 +177,6 @@ class ImageLabelConfig:
         """The appearance model's settings, seeded by CAMs (first round) or by the network (prediction)."""
         seed = self.network_seed if from_network else self.cam_seed
         return AppearanceParams(seed=seed, gate=self.appearance_gate, prior=self.appearance_prior)
-
-    def as_dict(self) -> dict:
-        values = asdict(self)
-        for name in ("classifier_channels", "cam_scales", "segmenter_channels"):
-            values[name] = list(values[name])
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ImageLabelConfig":
-        known = {item.name for item in fields(cls)}
-        kept = {key: value for key, value in values.items() if key in known}
-        for name in ("classifier_channels", "cam_scales", "segmenter_channels"):
-            if name in kept:
-                kept[name] = tuple(kept[name])
-        return cls(**kept)
 
 
 @dataclass
