@@ -52,13 +52,8 @@ class AttentionUNet2D(UNet2D):
 
     def forward_scales(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Logits at every scale, finest (full resolution, the prediction) first."""
-        skips = []
-        features = image
-        for level, encoder in enumerate(self.encoders):
-            if level:
-                features = F.max_pool2d(features, 2)
-            features = encoder(features)
-            skips.append(features)
+        skips = self.encode(image)
+        features = skips[-1]
         coarse_logits = []
         decoder_levels = zip(self.upsamplers, self.decoders, reversed(skips[:-1]))
         for index, (upsample, decoder, skip) in enumerate(decoder_levels):

@@ -76,7 +76,8 @@ class UNet2D(nn.Module):
         """Input height and width must be multiples of this."""
         return 2 ** (len(self.encoders) - 1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's features at every level, finest first (the last is the bottleneck)."""
         skips = []
         features = image
         for level, encoder in enumerate(self.encoders):
@@ -84,6 +85,11 @@ class UNet2D(nn.Module):
                 features = nn.functional.max_pool2d(features, 2)
             features = encoder(features)
             skips.append(features)
+        return skips
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        skips = self.encode(image)
+        features = skips[-1]
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
             features = decoder(torch.cat([upsample(features), skip], dim=1))
         return self.head(features)
