@@ -204,7 +204,11 @@ def prepare_slices(array: np.ndarray, size: int, mirror_excess: bool = False) ->
     than its left-right mirror position (zero where it is darker; ``C' = 2C``), see
     :class:`ImageLabelConfig`.
     """
-    normalised = normalise_intensity(array)
+    return _network_input(normalise_intensity(array), size, mirror_excess)
+
+
+def _network_input(normalised: np.ndarray, size: int, mirror_excess: bool) -> torch.Tensor:
+    """:func:`prepare_slices` of intensities already normalised by :func:`~weakseg.data.normalise_intensity`."""
     if mirror_excess:
         excess = np.maximum(normalised - normalised[..., ::-1], 0.0)
         normalised = np.concatenate([normalised, excess], axis=0)
@@ -371,10 +375,10 @@ def _self_train(model: ImageLabelModel, images, presence, volume_index, progress
         part = progress.part(round_index / config.rounds, (round_index + 1) / config.rounds)
         part.report(0.0, f"round {round_index + 1}/{config.rounds}: pseudo labels")
         if round_index == 0:
-            classifier_probability, _ = class_activation_maps(model.classifier, images[positive], config.cam_scales)
+            classifier_probability, maps = class_activation_maps(model.classifier, images, config.cam_scales)
             present = presence[positive]
-            confidence = (classifier_probability * present).sum(1) / present.sum(1)
-            activations = _appearance_sharpened_cams(model, images, presence, volume_index)[positive]
+            confidence = (classifier_probability[positive] * present).sum(1) / present.sum(1)
+            activations = _appearance_sharpened_cams(model, images, maps, presence, volume_index)[positive]
         else:
             probabilities = predict_slices(model, images[positive])
             activations = probabilities[:, 1:]
@@ -392,14 +396,12 @@ def _self_train(model: ImageLabelModel, images, presence, volume_index, progress
             round_done(round_index)
 
 
-def _appearance_sharpened_cams(model: ImageLabelModel, images, presence, volume_index) -> torch.Tensor:
-    """CAMs ``(N, K - 1, S, S)`` of all slices (0 for classes a slice's label does not name), each volume's
-    refined by its appearance model seeded by its surest CAM pixels (step 2 of the module docstring)."""
-    config = model.config
-    _, maps = class_activation_maps(model.classifier, images, config.cam_scales)
+def _appearance_sharpened_cams(model: ImageLabelModel, images, maps, presence, volume_index) -> torch.Tensor:
+    """The CAMs ``maps`` ``(N, K - 1, S, S)`` of all slices (0 for classes a slice's label does not name), each
+    volume's refined by its appearance model seeded by its surest CAM pixels (step 2 of the module docstring)."""
     maps = maps * presence[:, :, None, None]
     intensities = images[:, : _image_channels(model)]
-    params = config.appearance_params()
+    params = model.config.appearance_params()
     for volume in torch.unique(volume_index).tolist():
         rows = volume_index == volume
         volume_intensities = intensities[rows].permute(1, 0, 2, 3).numpy()
@@ -468,19 +470,20 @@ def segment_volume(
     ``crf`` and ``appearance`` override the model's settings (None keeps them).
     """
     _check_channels(model, array)
-    probabilities = predict_slices(model, prepare_slices(array, model.config.image_size, model.config.mirror_excess))
+    normalised = normalise_intensity(array)
+    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess))
     probabilities = _to_image_grid(probabilities, array.shape[-2:])
     if model.config.appearance if appearance is None else appearance:
-        probabilities = _appearance_refined(model, array, probabilities)
+        probabilities = _appearance_refined(model, normalised, probabilities)
     if model.config.crf if crf is None else crf:
         probabilities = refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
     return probabilities.argmax(axis=0).astype(np.uint8), probabilities
 
 
-def _appearance_refined(model: ImageLabelModel, array: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+def _appearance_refined(model: ImageLabelModel, intensities: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Step 4 of the module docstring: ``(K, Z, Y, X)`` probabilities with each class's edges redrawn by the
-    image's appearance model, on the slices where the network predicts that class."""
-    intensities = normalise_intensity(np.asarray(array, dtype=np.float32))
+    appearance model of the image's normalised ``intensities`` ``(C, Z, Y, X)``, on the slices where the
+    network predicts that class."""
     winner = probabilities.argmax(axis=0)
     allowed = np.stack([(winner == code).reshape(winner.shape[0], -1).any(axis=1)
                         for code in range(1, probabilities.shape[0])])
