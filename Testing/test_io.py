@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
+from weakseg.engine import save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import (
     geometry_differences,
@@ -407,3 +409,17 @@ def test_seg_nrrd_loads_in_slicer_as_named_segments(tmp_path: Path):
         found[segmentation.GetSegment(segment_id).GetName()] = int(np.count_nonzero(voxels))
         assert labelmap.GetSpacing() == pytest.approx(SPACING)
     assert found == {"liver": 24, "kidney": 40}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_keep_the_users_umask(tmp_path: Path, umask: int):
+    previous = os.umask(umask)
+    try:
+        write_image(make_volume(), tmp_path / "image.nii.gz")
+        write_seg_nrrd(tmp_path / "result.seg.nrrd", two_box_labels(), make_volume(),
+                       [Segment("a", 1, (1.0, 0.0, 0.0)), Segment("b", 2, (0.0, 1.0, 0.0))])
+        save_checkpoint(tmp_path / "model.pt", torch.nn.Linear(2, 1), None, 1, {"kind": "test"})
+    finally:
+        os.umask(previous)
+    for name in ("image.nii.gz", "result.seg.nrrd", "model.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

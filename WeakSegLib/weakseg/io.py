@@ -24,6 +24,10 @@ from weakseg.errors import WeakSegInputError
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 GEOMETRY_TOLERANCE = 1e-3
+# The most values (voxels times components) one image may hold: 1 GiB as float32. Reading
+# a larger file would make the float copies the methods work on exhaust a typical
+# workstation's memory, so such a file is refused from its header, before any voxel is read.
+MAX_IMAGE_VALUES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -69,8 +73,11 @@ def suffix_of(path: str | os.PathLike) -> str:
 def read_sitk(path: str | os.PathLike) -> sitk.Image:
     """Read any file SimpleITK reads, or a folder holding one DICOM series.
 
+    The header is read first and an image of more than :data:`MAX_IMAGE_VALUES` values
+    is refused before its voxels are read.
+
     Raises:
-        WeakSegInputError: the path does not exist or cannot be read as an image.
+        WeakSegInputError: the path does not exist, cannot be read as an image, or is too large.
     """
     path = str(path)
     if not os.path.exists(path):
@@ -78,13 +85,50 @@ def read_sitk(path: str | os.PathLike) -> sitk.Image:
     try:
         if os.path.isdir(path):
             return _read_dicom_series(path)
-        image = sitk.ReadImage(path)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+        _check_size(path, reader.GetSize(), reader.GetNumberOfComponents())
+        image = reader.Execute()
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise WeakSegInputError(f"{path}: cannot be read as an image ({first_line})") from None
+        raise WeakSegInputError(f"{path}: cannot be read as an image ({_last_line(error)})") from None
     if suffix_of(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
     return image
+
+
+def image_header(path: str | os.PathLike) -> tuple[tuple[int, ...], int]:
+    """Size (x, y[, z, ...]) and components per voxel of an image file, from its header only.
+
+    Raises:
+        WeakSegInputError: missing file, or a header SimpleITK cannot read.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise WeakSegInputError(f"{path}: no such file")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise WeakSegInputError(f"{path}: cannot be read as an image ({_last_line(error)})") from None
+    return tuple(int(size) for size in reader.GetSize()), int(reader.GetNumberOfComponents())
+
+
+def _last_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else "unknown reason"
+
+
+def _check_size(path: str, size: tuple[int, ...], components: int) -> None:
+    """Refuse an image holding more than :data:`MAX_IMAGE_VALUES` values."""
+    values = int(np.prod(size, dtype=np.int64)) * max(1, components)
+    if values > MAX_IMAGE_VALUES:
+        shape = "x".join(str(s) for s in size) + (f" x {components} components" if components > 1 else "")
+        raise WeakSegInputError(
+            f"{path}: image too large: {shape} = {values:,} values; WeakSeg reads at most "
+            f"{MAX_IMAGE_VALUES:,} (1 GiB as float32); crop or resample it first"
+        )
 
 
 def _check_nifti_complete(path: str) -> None:
@@ -136,8 +180,11 @@ def _read_dicom_series(folder: str) -> sitk.Image:
         raise WeakSegInputError(
             f"{folder}: folder holds {len(series_ids)} DICOM series; give a folder with exactly one"
         )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, series_ids[0])
+    slice_size, components = image_header(files[0])
+    _check_size(folder, slice_size[:2] + (len(files),), components)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, series_ids[0]))
+    reader.SetFileNames(files)
     return reader.Execute()
 
 
@@ -148,11 +195,16 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     2D PNG/JPG/BMP (grey or RGB).
 
     Raises:
-        WeakSegInputError: unreadable file, not 2D or 3D, NaN values, or constant intensity.
+        WeakSegInputError: unreadable file, not 2D or 3D, too large, NaN values, or constant intensity.
     """
+    if os.path.isfile(path):
+        size, _ = image_header(path)
+        if len(size) not in (2, 3):
+            raise WeakSegInputError(
+                f"{path}: image has {len(size)} dimensions (size {'x'.join(map(str, size))}); expected a 2D or 3D "
+                "image (extract one time point or channel of a 4D series first)"
+            )
     image = read_sitk(path)
-    if image.GetDimension() not in (2, 3):
-        raise WeakSegInputError(f"{path}: image has {image.GetDimension()} dimensions; expected 2 or 3")
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     channels = image.GetNumberOfComponentsPerPixel()
     if channels == 1:
@@ -207,7 +259,11 @@ def write_atomically(path: str | os.PathLike, write_to) -> None:
     """Call ``write_to(temporary_path)`` then move the result onto ``path``.
 
     The temporary file lives in the destination folder and carries the same suffix, so
-    format detection by suffix works and the final rename is atomic.
+    format detection by suffix works and the final rename is atomic: a reader, a run
+    killed part-way, or a second run writing the same path at once never leaves a
+    half-written file at ``path`` (the last complete write wins). The data is flushed to
+    disk before the rename. The file gets the permissions a newly created file gets
+    under the user's umask (``mkstemp`` alone would leave it readable by the owner only).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +271,29 @@ def write_atomically(path: str | os.PathLike, write_to) -> None:
     os.close(handle)
     try:
         write_to(temporary)
+        os.chmod(temporary, 0o666 & ~current_umask())
+        _flush_to_disk(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _flush_to_disk(path: str) -> None:
+    """fsync a written file so that the rename never publishes data still in flight."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
@@ -235,7 +309,10 @@ def read_labelmap(path: str | os.PathLike, reference: sitk.Image) -> np.ndarray:
     """
     labelmap = read_sitk(path)
     if labelmap.GetNumberOfComponentsPerPixel() != 1:
-        raise WeakSegInputError(f"{path}: a labelmap must have one value per voxel")
+        raise WeakSegInputError(
+            f"{path}: a labelmap must have one value per voxel; this file has "
+            f"{labelmap.GetNumberOfComponentsPerPixel()} (a vector or colour image)"
+        )
     differences = geometry_differences(reference, labelmap)
     if differences:
         raise WeakSegInputError(f"{path}: does not match the image's grid: " + "; ".join(differences))
