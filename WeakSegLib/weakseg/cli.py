@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, cancel.request)
     progress, close = _progress_reporter(getattr(arguments, "progress", "none"), cancel)
     try:
-        _run(arguments, progress)
+        summary = _run(arguments, progress)
     except WeakSegInputError as error:
         close()
         print(f"weakseg: error: {error}", file=sys.stderr)
@@ -186,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         print("weakseg: cancelled; no output written", file=sys.stderr)
         return EXIT_CANCELLED
     close()
+    if summary:
+        print(summary)
     return 0
 
 
-def _run(arguments: argparse.Namespace, progress: Progress) -> None:
+def _run(arguments: argparse.Namespace, progress: Progress) -> str | None:
+    """Run the sub-command; returns text to print once the progress display is closed."""
     if arguments.command == "segment":
         from weakseg.commands import segment_command
 
@@ -217,7 +220,8 @@ def _run(arguments: argparse.Namespace, progress: Progress) -> None:
     elif arguments.command == "demo":
         from weakseg.demo import run_demo
 
-        run_demo(Path(arguments.out), progress, arguments.device, arguments.seed, arguments.steps)
+        return run_demo(Path(arguments.out), progress, arguments.device, arguments.seed, arguments.steps).summary
+    return None
 
 
 if __name__ == "__main__":

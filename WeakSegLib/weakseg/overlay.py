@@ -48,6 +48,23 @@ def overlay_picture(
     return np.concatenate(panels, axis=1)
 
 
+def paint_slice(
+    image: np.ndarray, codes: np.ndarray | None, slice_index: int, scribbles: bool = False, opacity: float = 0.45
+) -> np.ndarray:
+    """One slice of ``image`` ``(C, Z, Y, X)`` with ``codes`` ``(Z, Y, X)`` blended on, as uint8 RGB.
+
+    With ``scribbles=True`` the codes are scribbles (255 = unlabelled) drawn opaque, their
+    background strokes in light grey; otherwise class code 0 is left unpainted.
+    """
+    grey = _to_rgb(image[:, slice_index])
+    if codes is None:
+        return (grey * 255).astype(np.uint8)
+    if scribbles:
+        drawn = codes[slice_index].astype(np.int32)
+        return _paint(grey, np.where(drawn == UNLABELLED, 0, drawn + 1), 1.0, shift=1)
+    return _paint(grey, codes[slice_index], opacity)
+
+
 def _to_rgb(channels: np.ndarray) -> np.ndarray:
     """``(C, Y, X)`` -> float RGB in [0, 1], each channel stretched to its 1-99 percentiles."""
     shown = channels if channels.shape[0] == 3 else np.repeat(channels[:1], 3, axis=0)
