@@ -429,3 +429,43 @@ def test_real_command_line_cancel_stops_training_and_writes_nothing(realCliHelp,
     assert job.runner.returncode in (130, -9)  # 130: the CLI stopped itself; -9: killed after the grace period
     assert sceneState(scene) == before
     assert list(workDirectory.iterdir()) == []
+
+
+def test_create_scribble_segmentation_adds_background_first_as_the_gui_says(logic, scene):
+    volumeNode = addVolume(scene, phantom()[0])
+    for classNames in (["LV", "RV"], ["background", "LV", "RV"], ["LV", "Background", "RV"]):
+        node = logic.createScribbleSegmentation(volumeNode, classNames)
+        assert mrml_bridge.segmentNames(node) == ["background", "LV", "RV"], classNames
+    with pytest.raises(WeakSegInputError, match="at least one more class"):
+        logic.createScribbleSegmentation(volumeNode, ["background"])
+
+
+def test_paint_scribbles_from_numpy_masks_then_segment(logic, scene):
+    image, truth = phantom()
+    volumeNode = addVolume(scene, image)
+    scribbleNode = logic.createScribbleSegmentation(volumeNode, ["LV", "RV"])
+    masks = scribbleMasks(image.shape)
+    for className, mask in masks.items():
+        logic.paintScribbles(scribbleNode, volumeNode, className, mask)
+    labels, classNames = logic.scribbleLabels(volumeNode, scribbleNode)
+    assert classNames == ["background", "LV", "RV"]
+    for code, className in enumerate(classNames):
+        assert np.array_equal(labels == code, masks[className]), className
+    output = logic.segmentFromScribbles(volumeNode, scribbleNode, method="growcut")
+    assert dice(segmentMasks(output, volumeNode)["LV"], truth == 1) > 0.95
+    with pytest.raises(WeakSegInputError, match="no segment named 'Myo'"):
+        logic.paintScribbles(scribbleNode, volumeNode, "Myo", masks["LV"])
+    with pytest.raises(WeakSegInputError, match="mask of shape"):
+        logic.paintScribbles(scribbleNode, volumeNode, "LV", masks["LV"][1:])
+
+
+def test_training_refuses_image_labels_of_one_class_set_with_scribbles_of_another(logic, scene, tmp_path):
+    image, _ = phantom()
+    labelled = addVolume(scene, image, name="Tumour case")
+    scribbled = addVolume(scene, image, name="Heart case")
+    logic.setImageLabel(labelled, "tumor")
+    logic.setScribbleSegmentation(scribbled, addScribbles(scene, scribbled))
+    for method in ("cohort", "imagelabel"):
+        with pytest.raises(WeakSegInputError, match=r"\['tumor'\].*\['LV', 'RV'\]"):
+            logic.trainCohort([labelled, scribbled], tmp_path / "model.pt", method=method)
+    assert not (tmp_path / "model.pt").exists()

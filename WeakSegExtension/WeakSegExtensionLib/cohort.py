@@ -220,6 +220,31 @@ def cohortRow(volumeNode) -> CohortRow:
     )
 
 
+def checkOneClassSet(rows: Sequence[CohortRow]) -> None:
+    """Refuse a training that mixes image labels of one class set with scribbles or masks of another.
+
+    Otherwise the classes of both would silently become the model's classes (image label
+    "tumor" plus LV/RV scribbles would train a four-class model). One set may contain the
+    other (image labels "LV" on some volumes, LV/RV scribbles on others).
+    """
+    segmentClasses: set[str] = set()
+    labelClasses: set[str] = set()
+    for row in rows:
+        for node in (row.scribbleNode, row.maskNode):
+            if node is not None:
+                segmentClasses.update(mrml_bridge.segmentNames(node))
+        labelClasses.update(label for label in [row.imageLabel] + [r.label for r in row.sliceLabels] if label)
+    ignored = (mrml_bridge.BACKGROUND, HEALTHY)
+    segmentClasses = {name for name in segmentClasses if name.lower() not in ignored}
+    labelClasses = {name for name in labelClasses if name.lower() not in ignored}
+    if segmentClasses and labelClasses and not (labelClasses <= segmentClasses or segmentClasses <= labelClasses):
+        raise WeakSegInputError(
+            f"these volumes mix image labels of the classes {sorted(labelClasses, key=str.lower)} with scribbles "
+            f"or masks of the classes {sorted(segmentClasses, key=str.lower)}; train on volumes of one class set "
+            "(select them in the cohort table) or relabel them"
+        )
+
+
 def cohortClassNames(rows: Sequence[CohortRow]) -> list[str]:
     """Background, then every class named by a segment or an image label of the cohort, sorted."""
     names: set[str] = set()

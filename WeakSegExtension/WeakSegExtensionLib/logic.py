@@ -114,9 +114,16 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
     # -- scribbles -----------------------------------------------------------------------------
 
     def createScribbleSegmentation(self, volumeNode, classNames: Sequence[str], name: str | None = None):
-        """A new segmentation on ``volumeNode``'s grid with one empty segment per class, "background" first."""
+        """A new segmentation on ``volumeNode``'s grid with one empty segment per class, "background" first.
+
+        "background" is added in front when ``classNames`` does not name it, as the GUI does:
+        ``["LV", "RV"]`` gives the segments background, LV, RV.
+        """
         mrml_bridge.checkScalarVolume(volumeNode)
-        classNames = mrml_bridge.checkClassNames(classNames, "scribble classes")
+        named = [str(className).strip() for className in classNames]
+        classNames = mrml_bridge.checkClassNames(
+            [BACKGROUND] + [className for className in named if className.lower() != BACKGROUND], "scribble classes"
+        )
         segmentationNode = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volumeNode.GetName()} scribbles")
         segmentationNode.CreateDefaultDisplayNodes()
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
@@ -128,6 +135,37 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             segmentation.AddEmptySegment("", className, list(color))
         volumeNode.SetNodeReferenceID(cohort.SCRIBBLES_ROLE, segmentationNode.GetID())
         return segmentationNode
+
+    def paintScribbles(self, scribbleSegmentationNode, volumeNode, className: str, mask: np.ndarray) -> None:
+        """Replace the scribbles of segment ``className`` with ``mask``: painting from code.
+
+        ``mask`` is a ``(Z, Y, X)`` array on ``volumeNode``'s voxel grid (the order of
+        ``slicer.util.arrayFromVolume``), non-zero where the class is scribbled.
+
+        Raises:
+            WeakSegInputError: no segment of that name, a mask of another shape, or an empty mask.
+        """
+        geometry = mrml_bridge.volumeGeometry(volumeNode)
+        mask = np.asarray(mask) != 0
+        if mask.shape != tuple(geometry.shape):
+            raise WeakSegInputError(
+                f"scribbles for '{className}': mask of shape {mask.shape}, but {describeNode(volumeNode)} has "
+                f"{tuple(geometry.shape)} voxels (Z, Y, X)"
+            )
+        segmentation = scribbleSegmentationNode.GetSegmentation()
+        segmentId = segmentation.GetSegmentIdBySegmentName(className)
+        if not segmentId:
+            raise WeakSegInputError(
+                f"{describeNode(scribbleSegmentationNode)} has no segment named '{className}'; its segments are "
+                f"{mrml_bridge.segmentNames(scribbleSegmentationNode)}"
+            )
+        image = mrml_bridge.orientedImageFromMask(mask, geometry)
+        if image is None:
+            raise WeakSegInputError(f"scribbles for '{className}': the mask is empty")
+        segmentationsLogic = slicer.vtkSlicerSegmentationsModuleLogic
+        segmentationsLogic.SetBinaryLabelmapToSegment(
+            image, scribbleSegmentationNode, segmentId, segmentationsLogic.MODE_REPLACE, image.GetExtent()
+        )
 
     def scribbleLabels(self, volumeNode, scribbleSegmentationNode, classNames: Sequence[str] | None = None):
         """Check the inputs of a segmentation and return ``(labels, classNames)``.
@@ -344,6 +382,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         if method not in TRAINING_METHODS:
             raise WeakSegInputError(f"unknown training method {method!r}; choose one of {list(TRAINING_METHODS)}")
         rows = self.cohortRows(volumeNodes)
+        cohort.checkOneClassSet(rows)
         classNames = mrml_bridge.checkClassNames(classNames or cohort.cohortClassNames(rows), "cohort classes")
         modelPath = Path(modelPath)
         if not modelPath.parent.is_dir():
