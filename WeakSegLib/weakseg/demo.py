@@ -111,7 +111,7 @@ def demo_figure(
               ("Truth", paint_slice(image, truth, slice_index))]
     for method, title in METHOD_TITLES.items():
         dice = scores[method][:-1]
-        panels.append((f"{title.split(' (')[0]}: mean Dice {sum(dice) / len(dice):.3f}",
+        panels.append((f"{title.split(' (')[0]}: Dice {sum(dice) / len(dice):.3f}",
                        paint_slice(image, results[method], slice_index)))
     legend = [(f"{class_names[0]} (scribbles only)", SCRIBBLE_BACKGROUND_COLOUR)]
     legend += [(name, default_color(code)) for code, name in enumerate(class_names) if code > 0]
@@ -122,7 +122,8 @@ def demo_figure(
     )
     heading = (f"MNI ICBM152 2009a T1 template, axial slice {slice_index + 1} of {len(truth)}: "
                "grey and white matter from scribbles")
-    return titled_figure(panels, legend, heading=heading, footnote=f"Dice per class. {per_class}")
+    footnote = f"Dice in the titles: mean over the classes. {per_class}"
+    return titled_figure(panels, legend, heading=heading, footnote=footnote)
 
 
 def _table(scores: dict[str, list[float]], foreground: list[str]) -> str:
