@@ -28,4 +28,4 @@ core_extras="${core_extras//crf,/}"
 if [[ ",$extras," == *",crf,"* ]]; then
     "${pip[@]}" pydensecrf2 || echo "install.sh: pydensecrf2 did not build; WeakSeg uses its torch CRF instead" >&2
 fi
-echo "install.sh: WeakSeg installed in $venv (run $venv/bin/weakseg --help)"
+echo "install.sh: WeakSeg installed in $venv; to put weakseg on PATH: source $venv/bin/activate"
