@@ -58,9 +58,24 @@ def test_top_level_cmake_describes_the_extension():
                  "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert line in text
     for variable in ("ICONURL", "SCREENSHOTURLS"):
-        url = re.search(rf'set\(EXTENSION_{variable} "([^"]+)"', text).group(1)
-        path = url.split("/main/", 1)[1]
-        assert (REPOSITORY / path).is_file(), f"EXTENSION_{variable} points at {path}, which is not in the repository"
+        for url in cmakeValue(text, f"EXTENSION_{variable}").split():
+            assert url.startswith(cmakeValue(text, "WEAKSEG_REPOSITORY_URL") + "/raw/main/"), url
+            path = url.split("/raw/main/", 1)[1]
+            assert (REPOSITORY / path).is_file(), f"EXTENSION_{variable} points at {path}, which is not in the repository"
+
+
+def cmakeValue(text: str, variable: str) -> str:
+    """The quoted value of ``set(VARIABLE "...")`` with the ``${...}`` variables set before it substituted."""
+    value = re.search(rf'set\({variable} "([^"]+)"', text).group(1)
+    return re.sub(r"\$\{(\w+)\}", lambda reference: cmakeValue(text, reference.group(1)), value)
+
+
+def test_repository_url_is_one_value_shared_by_cmake_and_the_catalog_entry():
+    text = (REPOSITORY / "CMakeLists.txt").read_text()
+    repositoryUrl = cmakeValue(text, "WEAKSEG_REPOSITORY_URL")
+    assert cmakeValue(text, "EXTENSION_HOMEPAGE").startswith(repositoryUrl)
+    assert json.loads(CATALOG_ENTRY.read_text())["scm_url"] == repositoryUrl
+    assert len(re.findall(r"https?://", text)) == 1, "another URL is written out in CMakeLists.txt"
 
 
 def validate(value, schema: dict, where: str = "entry") -> list[str]:

@@ -4,7 +4,9 @@ Slicer's own widgets (qMRMLNodeComboBox, ctkCollapsibleButton, ...) are not avai
 outside Slicer, so plain Qt stand-ins with the same class names are registered with the
 loader. Skipped when PySide6 is not installed.
 
-Run this file as a script to refresh the panel preview shown in the extension catalog::
+Run this file as a script to refresh the layout preview shown in the README and the extension
+catalog (the ``.ui`` as Qt lays it out, with Slicer's widgets as plain stand-ins; not a
+screenshot of Slicer)::
 
     .venv/bin/python Testing/extension/test_slicer_ui_pyside.py
 """
@@ -20,7 +22,7 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 UI_FILE = REPOSITORY / "WeakSegExtension" / "Resources" / "UI" / "WeakSeg.ui"
-SCREENSHOT = REPOSITORY / "Resources" / "Screenshots" / "WeakSeg-panel.png"
+SCREENSHOT = REPOSITORY / "Resources" / "Screenshots" / "WeakSeg-layout-preview.png"
 
 
 def loadPanel():
@@ -56,7 +58,8 @@ def loadPanel():
 
     class qMRMLSegmentEditorWidget(QtWidgets.QLabel):
         def __init__(self, parent=None):
-            super().__init__("Segment Editor: background | LV | RV\n[Paint] [Erase]   brush 5 mm", parent)
+            super().__init__("Slicer's Segment Editor widget\n(a placeholder in this layout preview)", parent)
+            self.setAlignment(QtCore.Qt.AlignCenter)
             self.setFrameShape(QtWidgets.QFrame.StyledPanel)
             self.setMinimumHeight(90)
 
@@ -88,20 +91,21 @@ def renderPreview(path: Path) -> Path:
     application, panel = loadPanel()
     from PySide6 import QtWidgets
 
-    examples = {"inputVolumeSelector": "MRHead", "scribbleSegmentationSelector": "MRHead scribbles",
-                "outputSegmentationSelector": "(result segmentation of the volume)", "methodComboBox": "weakseg",
-                "maskSegmentationSelector": "None", "imageLabelComboBox": "tumor"}
+    examples = {"inputVolumeSelector": "MNI T1", "scribbleSegmentationSelector": "MNI T1 scribbles",
+                "outputSegmentationSelector": "MNI T1 WeakSeg", "methodComboBox": "weakseg",
+                "maskSegmentationSelector": "None", "imageLabelComboBox": "tumor", "trainingMethodComboBox": "cohort"}
     for name, text in examples.items():
         panel.findChild(QtWidgets.QComboBox, name).addItem(text)
-    panel.findChild(QtWidgets.QLineEdit, "classNamesLineEdit").setText("LV, RV")
-    panel.findChild(QtWidgets.QLineEdit, "modelPathLineEdit").setText("/data/models/cohort.pt")
+    panel.findChild(QtWidgets.QLineEdit, "classNamesLineEdit").setText("grey matter, white matter")
+    panel.findChild(QtWidgets.QLineEdit, "modelPathLineEdit").setText("/data/models/brain.pt")
     table = panel.findChild(QtWidgets.QTableWidget, "cohortTable")
-    rows = [("MRHead", "tumor", "0-20: healthy", "yes", ""), ("Case 2", "healthy", "", "", "yes")]
+    rows = [("MNI T1", "", "", "yes", ""), ("Case 2", "tumor", "0-20: healthy", "", ""),
+            ("Case 3", "healthy", "", "", "yes")]
     table.setRowCount(len(rows))
     for row, cells in enumerate(rows):
         for column, text in enumerate(cells):
             table.setItem(row, column, QtWidgets.QTableWidgetItem(text))
-    panel.findChild(QtWidgets.QLabel, "statusLabel").setText("Segmenting volume 'MRHead': training 40/100")
+    panel.findChild(QtWidgets.QLabel, "statusLabel").setText("Segmenting volume 'MNI T1': training step 40/100")
     panel.findChild(QtWidgets.QProgressBar, "progressBar").setValue(40)
     panel.resize(440, 860)
     path.parent.mkdir(parents=True, exist_ok=True)
