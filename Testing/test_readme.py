@@ -25,7 +25,7 @@ INSTALL_LINE = "bash WeakSegLib/install.sh"
 
 def readme_block(name: str) -> str:
     """The fenced code block that follows ``<!-- readme-test: name -->`` in README.md."""
-    found = re.search(rf"<!-- readme-test: {name} -->\s*```[a-z]*\n(.*?)\n```", README.read_text(), re.S)
+    found = re.search(rf"<!-- readme-test: {name} -->\s*```[a-z]*\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)
     assert found, f"README.md has no code block marked readme-test: {name}"
     return found.group(1)
 
@@ -39,7 +39,7 @@ def test_quick_start_install_line_makes_the_environment_the_readme_activates():
     lines = [line.split("#")[0].strip() for line in readme_block("quick-start").splitlines()]
     assert lines[0] == INSTALL_LINE
     assert "source .venv/bin/activate" in lines[1:]
-    script = (REPOSITORY / "WeakSegLib" / "install.sh").read_text()
+    script = (REPOSITORY / "WeakSegLib" / "install.sh").read_text(encoding="utf-8")
     assert 'venv="${WEAKSEG_VENV:-$root/.venv}"' in script  # .venv at the repository root by default
     assert '-m venv "$venv"' in script and "source $venv/bin/activate" in script
 
@@ -54,7 +54,7 @@ def test_quick_start_runs_as_written_and_the_demo_writes_its_outputs(tmp_path):
     commands = [line for line in readme_block("quick-start").splitlines() if not line.startswith(INSTALL_LINE)]
     script = "set -e\n" + "\n".join(re.sub(r"^weakseg demo\b", "weakseg demo --steps 15", line) for line in commands)
     finished = subprocess.run(["bash", "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=600, env=environment())
+                              encoding="utf-8", errors="replace", timeout=600, env=environment())
     assert finished.returncode == 0, finished.stdout
     lines = finished.stdout.split("\n")
     table = [index for index, line in enumerate(lines) if "| method |" in line]
@@ -75,7 +75,7 @@ def test_console_examples_run_as_written_on_slicer_core():
     pytest.importorskip("slicer", reason="the console examples need slicer-core")
     pytest.importorskip("nilearn", reason="the sample volume is the demo's template (weakseg[demo])")
     code = readme_block("console-setup") + "\n" + readme_block("console")
-    finished = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True,
+    finished = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, encoding="utf-8",
                               timeout=600, env=environment())
     assert finished.returncode == 0, finished.stderr
     printed = finished.stdout.splitlines()
