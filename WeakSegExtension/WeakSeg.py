@@ -20,7 +20,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from WeakSegExtensionLib import cohort, install
+from WeakSegExtensionLib import cohort, install, segment_editor
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
 from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic  # noqa: F401  (the module's logic)
 
@@ -144,7 +144,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refreshCohortTable()
 
     def exit(self) -> None:
-        self.ui.segmentEditorWidget.removeViewObservations()
+        segment_editor.leaveEditor(self.ui.segmentEditorWidget)
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
@@ -185,12 +185,9 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Point the embedded Segment Editor at the current volume and scribbles, and refresh buttons."""
         if not self._parameterNode:
             return
-        editor = self.ui.segmentEditorWidget
-        scribbles = self._parameterNode.scribbleSegmentation
-        if editor.segmentationNode() is not scribbles:
-            editor.setSegmentationNode(scribbles)
-        if editor.sourceVolumeNode() is not self._parameterNode.inputVolume:
-            editor.setSourceVolumeNode(self._parameterNode.inputVolume)
+        segment_editor.showInEditor(
+            self.ui.segmentEditorWidget, self._parameterNode.scribbleSegmentation, self._parameterNode.inputVolume
+        )
         self._updateButtons()
 
     def onModelPathChanged(self, path: str) -> None:
