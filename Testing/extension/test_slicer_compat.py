@@ -302,3 +302,33 @@ def test_no_api_added_after_slicer_5_6_is_called_unguarded(path):
     described = [f"{path.name}:{line} calls {name} ({POST_56_APIS[name][0]}, {POST_56_APIS[name][1]}) without a hasattr guard"
                  for name, line in found]
     assert described == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog entries: JSON for the Extensions Index 5.8 branch and later, .s4ext for 5.6
+
+
+def s4extValues(path: Path) -> dict[str, str]:
+    """keyword -> value of an .s4ext file (first token of each non-comment line is the keyword)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, value = line.strip().partition(" ")
+            values[keyword] = value.strip()
+    return values
+
+
+def test_the_slicer_5_6_catalog_entry_matches_the_json_entry_and_the_cmake_description():
+    import json
+    import re
+
+    index = REPOSITORY / "ExtensionsIndex"
+    entry, legacy = json.loads((index / "WeakSeg.json").read_text()), s4extValues(index / "WeakSeg.s4ext")
+    assert legacy["scm"] == entry["scm_type"] and legacy["scmurl"] == entry["scm_url"]
+    assert legacy["scmrevision"] == entry["scm_revision"]
+    assert legacy["depends"].split() == entry["build_dependencies"]
+    assert legacy["build_subdirectory"] == entry["build_subdirectory"] and legacy["category"] == entry["category"]
+    cmake = (REPOSITORY / "CMakeLists.txt").read_text()
+    for keyword, variable in (("homepage", "HOMEPAGE"), ("contributors", "CONTRIBUTORS"), ("description", "DESCRIPTION"),
+                              ("iconurl", "ICONURL"), ("screenshoturls", "SCREENSHOTURLS"), ("depends", "DEPENDS")):
+        assert legacy[keyword] == re.search(rf'set\(EXTENSION_{variable} "([^"]*)"\)', cmake).group(1), keyword
