@@ -239,10 +239,15 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not slicer.util.confirmOkCancelDisplay(install.describeMissing(missing) + "\n\nInstall them now?"):
             self.ui.statusLabel.text = "WeakSeg needs its Python packages; nothing was done."
             return False
-        with slicer.util.tryWithErrorDisplay("Installing WeakSeg's Python packages failed.", waitCursor=True):
-            self.ui.statusLabel.text = "Installing Python packages (this can take a few minutes)..."
-            slicer.app.processEvents()
-            self.logic.installDependencies()
+        try:
+            with slicer.util.tryWithErrorDisplay("Installing WeakSeg's Python packages failed.", waitCursor=True):
+                self.ui.statusLabel.text = "Installing Python packages (this can take a few minutes)..."
+                slicer.app.processEvents()
+                self.logic.installDependencies()
+        except Exception:  # shown to the user by tryWithErrorDisplay, which re-raises; keep the panel usable
+            logging.exception("WeakSeg: installing Python packages failed")
+            self.ui.statusLabel.text = "Installing WeakSeg's Python packages failed; nothing was done."
+            return False
         return not self.logic.missingDependencies()
 
     def _startJob(self, startFunction, onResult) -> None:
@@ -442,12 +447,10 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class WeakSegTest(ScriptedLoadableModuleTest):
-    """Self-test for *Reload and Test*, on a synthetic disc (no network): scribbles, Grow from seeds and WeakSeg
-    (few steps), preview, apply, undo, re-apply, cancel, the same through the panel's buttons, leaving the module,
-    image labels through CSV. Tests that run the command line stop with a message when packages are missing."""
+    """*Reload and Test*, on a synthetic disc, no network: scribbles, Grow from seeds and WeakSeg (few steps), preview,
+    apply, undo, re-apply, cancel, the panel's buttons, leaving the module, image labels through CSV."""
 
-    FEW_STEPS = ["--steps", "20", "--device", "cpu", "--seed", "0"]
-    TIMEOUT_SECONDS = 600
+    FEW_STEPS, TIMEOUT_SECONDS = ["--steps", "20", "--device", "cpu", "--seed", "0"], 600
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -458,13 +461,18 @@ class WeakSegTest(ScriptedLoadableModuleTest):
             test()
 
     def _syntheticCase(self):
-        shape = (6, 28, 32)
-        _, y, x = np.indices(shape)
+        _, y, x = np.indices((6, 28, 32))
         truth = ((y - 10) ** 2 + (x - 10) ** 2 <= 25).astype(np.uint8)
-        image = (truth * 100.0 + np.random.default_rng(0).normal(0, 3, shape)).astype(np.float32)
+        image = (truth * 100.0 + np.random.default_rng(0).normal(0, 3, truth.shape)).astype(np.float32)
         volume = slicer.util.addVolumeFromArray(image, name="WeakSegTestVolume")
         volume.SetSpacing(0.7, 0.9, 2.5)
         return volume, truth
+
+    def _scribbledCase(self, logic):
+        volume, truth = self._syntheticCase()
+        scribbles = logic.createScribbleSegmentation(volume, ["background", "disc"])
+        self._paintScribbles(volume, scribbles, truth.shape)
+        return volume, scribbles, truth
 
     def _paintScribbles(self, volume, scribbles, shape) -> None:
         background, disc = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
@@ -489,10 +497,8 @@ class WeakSegTest(ScriptedLoadableModuleTest):
     def test_SegmentPreviewApplyUndo(self):
         self.delayDisplay("Scribbles, Grow from seeds and WeakSeg, preview, apply, undo, re-apply")
         logic = WeakSegLogic()
-        volume, truth = self._syntheticCase()
-        scribbles = logic.createScribbleSegmentation(volume, ["background", "disc"])
+        volume, scribbles, truth = self._scribbledCase(logic)
         self.assertEqual(sorted(mrml_bridge.segmentNames(scribbles)), ["background", "disc"])
-        self._paintScribbles(volume, scribbles, truth.shape)
         if self._dependenciesMissing(logic):
             return
         growcut = logic.startSegmentation(volume, scribbles, "growcut").wait()
@@ -518,17 +524,11 @@ class WeakSegTest(ScriptedLoadableModuleTest):
     def test_Cancel(self):
         self.delayDisplay("Cancel a long WeakSeg run")
         logic = WeakSegLogic()
-        volume, truth = self._syntheticCase()
-        scribbles = logic.createScribbleSegmentation(volume, ["background", "disc"])
-        self._paintScribbles(volume, scribbles, truth.shape)
+        volume, scribbles, _ = self._scribbledCase(logic)
         if self._dependenciesMissing(logic):
             return
         job = logic.startSegmentation(volume, scribbles, "weakseg", extraArguments=["--steps", "100000", "--device", "cpu"])
-        deadline = time.monotonic() + self.TIMEOUT_SECONDS
-        while job.percent <= 0 and not job.finished and time.monotonic() < deadline:
-            job.poll()
-            slicer.app.processEvents()
-            time.sleep(0.05)
+        self._waitUntil(lambda: job.poll() is not None and (job.percent > 0 or job.finished), "no progress reported")
         self.assertFalse(job.finished, "the run ended before it could be cancelled")
         started = time.monotonic()
         job.cancel()
@@ -539,10 +539,11 @@ class WeakSegTest(ScriptedLoadableModuleTest):
         self.assertIsNone(logic.resultSegmentationNode(volume, create=False))
         self.delayDisplay("Test passed")
 
-    def _waitForWidgetJob(self, widget) -> None:
+    def _waitUntil(self, condition, failure: str) -> None:
+        """Process events until ``condition()`` holds (the panel's timer polls its job meanwhile)."""
         deadline = time.monotonic() + self.TIMEOUT_SECONDS
-        while widget._job is not None:
-            self.assertLess(time.monotonic(), deadline, "the job did not end in time")
+        while not condition():
+            self.assertLess(time.monotonic(), deadline, failure)
             slicer.app.processEvents()
             time.sleep(0.02)
 
@@ -562,7 +563,7 @@ class WeakSegTest(ScriptedLoadableModuleTest):
         if not self._dependenciesMissing(widget.logic):
             parameters.method = "growcut"
             widget.ui.segmentButton.click()
-            self._waitForWidgetJob(widget)
+            self._waitUntil(lambda: widget._job is None, "the job did not end in time")
             self.assertTrue(widget.ui.applyPreviewButton.enabled, widget.ui.statusLabel.text)
             widget.ui.applyPreviewButton.click()
             output = widget.logic.resultSegmentationNode(volume, create=False)
@@ -573,7 +574,7 @@ class WeakSegTest(ScriptedLoadableModuleTest):
             widget.ui.segmentButton.click()
             self.assertTrue(widget.ui.cancelButton.enabled)
             widget.ui.cancelButton.click()
-            self._waitForWidgetJob(widget)
+            self._waitUntil(lambda: widget._job is None, "the job did not end in time")
             self.assertIn("cancelled", widget.ui.statusLabel.text)
             self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 0)
         editor.setActiveEffectByName("Paint")

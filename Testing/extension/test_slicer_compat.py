@@ -148,6 +148,20 @@ def test_the_widget_goes_through_these_helpers_and_calls_no_editor_setter_itself
     assert not widgetCalls & {"setSourceVolumeNode", "setMasterVolumeNode", "removeViewObservations"}
 
 
+def test_a_failed_install_is_shown_and_does_not_escape_the_button():
+    """``slicer.util.tryWithErrorDisplay`` shows the error and then re-raises it (``slicer/util.py``), so the
+    widget catches it around the install and returns "not installed" instead of raising out of the click."""
+    function = functionNamed(ast.parse(MODULE_FILE.read_text()), "WeakSegWidget", "_ensureDependencies")
+    guarded = [
+        node for node in ast.walk(function) if isinstance(node, ast.Try)
+        and any(isinstance(s, ast.With) and "tryWithErrorDisplay" in ast.unparse(s.items[0].context_expr) for s in node.body)
+        and any(h.type is not None and ast.unparse(h.type) == "Exception" and isinstance(h.body[-1], ast.Return)
+                for h in node.handlers)
+    ]
+    assert guarded, "the install in _ensureDependencies must be inside try/except Exception that returns"
+    assert "installDependencies" in calledNames(guarded[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # The model file chooser
 
