@@ -94,7 +94,7 @@ def isTypeExpression(node: ast.AST) -> bool:
 
 def runtimeUnions(path: Path) -> list[str]:
     """Lines where ``X | Y`` of types is evaluated when the module runs (needs Python 3.10)."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
     if not hasPostponedAnnotations(tree):
         for annotation in annotations(tree):
@@ -150,7 +150,7 @@ def test_python_3_9_compiles_every_file_and_imports_the_extension_helpers_that_n
 
 
 def test_the_library_declares_python_3_9_in_its_metadata():
-    text = (REPOSITORY / "WeakSegLib" / "pyproject.toml").read_text()
+    text = (REPOSITORY / "WeakSegLib" / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^requires-python = ">=3\.9"$', text, re.M), "requires-python must admit Python 3.9"
     testExtra = re.search(r"^test = \[(.*)\]$", text, re.M).group(1)
     assert '"vermin' in testExtra, "the test extra must install vermin"

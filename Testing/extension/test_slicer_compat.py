@@ -141,7 +141,7 @@ def calledNames(node: ast.AST) -> set[str]:
 
 
 def test_the_widget_goes_through_these_helpers_and_calls_no_editor_setter_itself():
-    tree = ast.parse(MODULE_FILE.read_text())
+    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
     assert "leaveEditor" in calledNames(functionNamed(tree, "WeakSegWidget", "exit"))
     assert "showInEditor" in calledNames(functionNamed(tree, "WeakSegWidget", "_onParameterNodeModified"))
     widgetCalls = calledNames(next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "WeakSegWidget"))
@@ -151,7 +151,7 @@ def test_the_widget_goes_through_these_helpers_and_calls_no_editor_setter_itself
 def test_a_failed_install_is_shown_and_does_not_escape_the_button():
     """``slicer.util.tryWithErrorDisplay`` shows the error and then re-raises it (``slicer/util.py``), so the
     widget catches it around the install and returns "not installed" instead of raising out of the click."""
-    function = functionNamed(ast.parse(MODULE_FILE.read_text()), "WeakSegWidget", "_ensureDependencies")
+    function = functionNamed(ast.parse(MODULE_FILE.read_text(encoding="utf-8")), "WeakSegWidget", "_ensureDependencies")
     guarded = [
         node for node in ast.walk(function) if isinstance(node, ast.Try)
         and any(isinstance(s, ast.With) and "tryWithErrorDisplay" in ast.unparse(s.items[0].context_expr) for s in node.body)
@@ -312,7 +312,7 @@ def test_the_checker_finds_an_unguarded_call_and_accepts_the_guarded_forms():
 
 @pytest.mark.parametrize("path", EXTENSION_PYTHON_FILES, ids=lambda p: p.name)
 def test_no_api_added_after_slicer_5_6_is_called_unguarded(path):
-    found = unguardedCalls(path.read_text(), POST_56_APIS)
+    found = unguardedCalls(path.read_text(encoding="utf-8"), POST_56_APIS)
     described = [f"{path.name}:{line} calls {name} ({POST_56_APIS[name][0]}, {POST_56_APIS[name][1]}) without a hasattr guard"
                  for name, line in found]
     assert described == []
@@ -325,7 +325,7 @@ def test_no_api_added_after_slicer_5_6_is_called_unguarded(path):
 def s4extValues(path: Path) -> dict[str, str]:
     """keyword -> value of an .s4ext file (first token of each non-comment line is the keyword)."""
     values = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             keyword, _, value = line.strip().partition(" ")
             values[keyword] = value.strip()
@@ -337,12 +337,12 @@ def test_the_slicer_5_6_catalog_entry_matches_the_json_entry_and_the_cmake_descr
     import re
 
     index = REPOSITORY / "ExtensionsIndex"
-    entry, legacy = json.loads((index / "WeakSeg.json").read_text()), s4extValues(index / "WeakSeg.s4ext")
+    entry, legacy = json.loads((index / "WeakSeg.json").read_text(encoding="utf-8")), s4extValues(index / "WeakSeg.s4ext")
     assert legacy["scm"] == entry["scm_type"] and legacy["scmurl"] == entry["scm_url"]
     assert legacy["scmrevision"] == entry["scm_revision"]
     assert legacy["depends"].split() == entry["build_dependencies"]
     assert legacy["build_subdirectory"] == entry["build_subdirectory"] and legacy["category"] == entry["category"]
-    cmake = (REPOSITORY / "CMakeLists.txt").read_text()
+    cmake = (REPOSITORY / "CMakeLists.txt").read_text(encoding="utf-8")
     for keyword, variable in (("homepage", "HOMEPAGE"), ("contributors", "CONTRIBUTORS"), ("description", "DESCRIPTION"),
                               ("iconurl", "ICONURL"), ("screenshoturls", "SCREENSHOTURLS"), ("depends", "DEPENDS")):
         assert legacy[keyword] == re.search(rf'set\(EXTENSION_{variable} "([^"]*)"\)', cmake).group(1), keyword

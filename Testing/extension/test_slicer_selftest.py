@@ -83,5 +83,5 @@ def test_self_test_image_labels_csv(selfTest):
 def test_self_test_runs_every_test_it_defines(selfTest):
     defined = {name for name in type(selfTest).__dict__ if name.startswith("test_")}
     assert defined == {"test_SegmentPreviewApplyUndo", "test_Cancel", "test_Widget", "test_ImageLabelsCsv"}
-    runTest = Path(MODULE_FILE).read_text().split("def runTest(self):", 1)[1].split("def ", 1)[0]
+    runTest = Path(MODULE_FILE).read_text(encoding="utf-8").split("def runTest(self):", 1)[1].split("def ", 1)[0]
     assert all(f"self.{name}" in runTest for name in defined)
