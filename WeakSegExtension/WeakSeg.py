@@ -6,6 +6,7 @@ is a call to the logic, which works without the GUI from the Python console.
 """
 
 import logging
+import time
 from typing import Annotated
 
 import numpy as np
@@ -20,7 +21,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from WeakSegExtensionLib import cohort, install
+from WeakSegExtensionLib import cohort, install, mrml_bridge, segment_editor
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
 from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic  # noqa: F401  (the module's logic)
 
@@ -144,7 +145,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.refreshCohortTable()
 
     def exit(self) -> None:
-        self.ui.segmentEditorWidget.removeViewObservations()
+        segment_editor.leaveEditor(self.ui.segmentEditorWidget)
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
@@ -185,12 +186,9 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Point the embedded Segment Editor at the current volume and scribbles, and refresh buttons."""
         if not self._parameterNode:
             return
-        editor = self.ui.segmentEditorWidget
-        scribbles = self._parameterNode.scribbleSegmentation
-        if editor.segmentationNode() is not scribbles:
-            editor.setSegmentationNode(scribbles)
-        if editor.sourceVolumeNode() is not self._parameterNode.inputVolume:
-            editor.setSourceVolumeNode(self._parameterNode.inputVolume)
+        segment_editor.showInEditor(
+            self.ui.segmentEditorWidget, self._parameterNode.scribbleSegmentation, self._parameterNode.inputVolume
+        )
         self._updateButtons()
 
     def onModelPathChanged(self, path: str) -> None:
@@ -241,10 +239,15 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not slicer.util.confirmOkCancelDisplay(install.describeMissing(missing) + "\n\nInstall them now?"):
             self.ui.statusLabel.text = "WeakSeg needs its Python packages; nothing was done."
             return False
-        with slicer.util.tryWithErrorDisplay("Installing WeakSeg's Python packages failed.", waitCursor=True):
-            self.ui.statusLabel.text = "Installing Python packages (this can take a few minutes)..."
-            slicer.app.processEvents()
-            self.logic.installDependencies()
+        try:
+            with slicer.util.tryWithErrorDisplay("Installing WeakSeg's Python packages failed.", waitCursor=True):
+                self.ui.statusLabel.text = "Installing Python packages (this can take a few minutes)..."
+                slicer.app.processEvents()
+                self.logic.installDependencies()
+        except Exception:  # shown to the user by tryWithErrorDisplay, which re-raises; keep the panel usable
+            logging.exception("WeakSeg: installing Python packages failed")
+            self.ui.statusLabel.text = "Installing WeakSeg's Python packages failed; nothing was done."
+            return False
         return not self.logic.missingDependencies()
 
     def _startJob(self, startFunction, onResult) -> None:
@@ -444,52 +447,144 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class WeakSegTest(ScriptedLoadableModuleTest):
-    """Self-test for people who run Slicer: a synthetic volume segmented from scribbles with Grow from seeds."""
+    """*Reload and Test*, on a synthetic disc, no network: scribbles, Grow from seeds and WeakSeg (few steps), preview,
+    apply, undo, re-apply, cancel, the panel's buttons, leaving the module, image labels through CSV."""
+
+    FEW_STEPS, TIMEOUT_SECONDS = ["--steps", "20", "--device", "cpu", "--seed", "0"], 600
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_SegmentFromScribbles()
-        self.setUp()
-        self.test_ImageLabelsCsv()
+        for test in (self.test_SegmentPreviewApplyUndo, self.test_Cancel, self.test_Widget, self.test_ImageLabelsCsv):
+            self.setUp()
+            test()
 
     def _syntheticCase(self):
-        shape = (6, 28, 32)
-        z, y, x = np.indices(shape)
+        _, y, x = np.indices((6, 28, 32))
         truth = ((y - 10) ** 2 + (x - 10) ** 2 <= 25).astype(np.uint8)
-        image = (truth * 100.0 + np.random.default_rng(0).normal(0, 3, shape)).astype(np.float32)
+        image = (truth * 100.0 + np.random.default_rng(0).normal(0, 3, truth.shape)).astype(np.float32)
         volume = slicer.util.addVolumeFromArray(image, name="WeakSegTestVolume")
         volume.SetSpacing(0.7, 0.9, 2.5)
         return volume, truth
 
-    def test_SegmentFromScribbles(self):
-        self.delayDisplay("Segment a synthetic disc from scribbles")
-        logic = WeakSegLogic()
-        if logic.missingDependencies():
-            self.delayDisplay(f"Skipped: missing packages {logic.missingDependencies()}")
-            return
+    def _scribbledCase(self, logic):
         volume, truth = self._syntheticCase()
         scribbles = logic.createScribbleSegmentation(volume, ["background", "disc"])
-        background, disc = np.zeros_like(truth), np.zeros_like(truth)
-        background[:, 2, 2:30] = 1
-        disc[:, 10, 8:13] = 1
-        for name, mask in (("background", background), ("disc", disc)):
+        self._paintScribbles(volume, scribbles, truth.shape)
+        return volume, scribbles, truth
+
+    def _paintScribbles(self, volume, scribbles, shape) -> None:
+        background, disc = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+        background[:, 2, 2:30], background[:, 20:22, 20:30], disc[:, 10, 8:13] = 1, 1, 1
+        logic, geometry = slicer.vtkSlicerSegmentationsModuleLogic, mrml_bridge.volumeGeometry(volume)
+        for name, mask in (("background", background), ("disc", disc)):  # as a Segment Editor effect writes strokes
+            image = mrml_bridge.orientedImageFromMask(mask, geometry)
             segmentId = scribbles.GetSegmentation().GetSegmentIdBySegmentName(name)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, scribbles, segmentId, volume)
-        output = logic.segmentFromScribbles(volume, scribbles, method="growcut")
-        segmentId = output.GetSegmentation().GetSegmentIdBySegmentName("disc")
-        result = slicer.util.arrayFromSegmentBinaryLabelmap(output, segmentId, volume) > 0
-        dice = 2 * np.count_nonzero(result & (truth > 0)) / (np.count_nonzero(result) + np.count_nonzero(truth))
-        self.assertGreater(dice, 0.8)
-        self.assertEqual(scribbles.GetSegmentation().GetNumberOfSegments(), 2)
+            logic.SetBinaryLabelmapToSegment(image, scribbles, segmentId, logic.MODE_REPLACE, image.GetExtent())
+
+    def _discDice(self, segmentation, volume, truth) -> float:
+        segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("disc")
+        found = mrml_bridge.segmentMaskOnGrid(segmentation, segmentId, mrml_bridge.volumeGeometry(volume), volume)
+        return 2 * np.count_nonzero(found & (truth > 0)) / (np.count_nonzero(found) + np.count_nonzero(truth))
+
+    def _dependenciesMissing(self, logic) -> bool:
+        missing = logic.missingDependencies()
+        if missing:  # the rest needs the command line
+            self.delayDisplay(f"Skipped: WeakSeg's Python packages are not installed ({', '.join(missing)})")
+        return bool(missing)
+
+    def test_SegmentPreviewApplyUndo(self):
+        self.delayDisplay("Scribbles, Grow from seeds and WeakSeg, preview, apply, undo, re-apply")
+        logic = WeakSegLogic()
+        volume, scribbles, truth = self._scribbledCase(logic)
+        self.assertEqual(sorted(mrml_bridge.segmentNames(scribbles)), ["background", "disc"])
+        if self._dependenciesMissing(logic):
+            return
+        growcut = logic.startSegmentation(volume, scribbles, "growcut").wait()
+        weakseg = logic.startSegmentation(volume, scribbles, "weakseg", extraArguments=self.FEW_STEPS).wait()
+        preview = logic.showPreview(growcut)
+        self.assertGreater(self._discDice(preview, volume, truth), 0.8)
+        logic.removePreview(preview)
+        self.assertIsNone(preview.GetScene())
+        output = logic.applyResult(growcut)
+        self.assertGreater(self._discDice(output, volume, truth), 0.8)
+        logic.applyResult(weakseg, output)  # replaces the Grow from seeds segments
+        self.assertGreater(self._discDice(output, volume, truth), 0.7)
+        self.assertEqual(mrml_bridge.segmentNames(output), ["disc"])  # one segment per class, background left out
+        self.assertTrue(logic.undoLastResult(output))
+        self.assertGreater(self._discDice(output, volume, truth), 0.8)  # the Grow from seeds result is back
         self.assertTrue(logic.undoLastResult(output))
         self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 0)
+        logic.applyResult(weakseg, output)  # re-apply after undo
+        self.assertGreater(self._discDice(output, volume, truth), 0.7)
+        self.assertEqual(sorted(mrml_bridge.segmentNames(scribbles)), ["background", "disc"])  # scribbles untouched
+        self.delayDisplay("Test passed")
+
+    def test_Cancel(self):
+        self.delayDisplay("Cancel a long WeakSeg run")
+        logic = WeakSegLogic()
+        volume, scribbles, _ = self._scribbledCase(logic)
+        if self._dependenciesMissing(logic):
+            return
+        job = logic.startSegmentation(volume, scribbles, "weakseg", extraArguments=["--steps", "100000", "--device", "cpu"])
+        self._waitUntil(lambda: job.poll() is not None and (job.percent > 0 or job.finished), "no progress reported")
+        self.assertFalse(job.finished, "the run ended before it could be cancelled")
+        started = time.monotonic()
+        job.cancel()
+        self.assertLess(time.monotonic() - started, 30)
+        with self.assertRaises(WeakSegCancelledError):
+            job.result()
+        self.assertFalse(job.workDirectory.exists())
+        self.assertIsNone(logic.resultSegmentationNode(volume, create=False))
+        self.delayDisplay("Test passed")
+
+    def _waitUntil(self, condition, failure: str) -> None:
+        """Process events until ``condition()`` holds (the panel's timer polls its job meanwhile)."""
+        deadline = time.monotonic() + self.TIMEOUT_SECONDS
+        while not condition():
+            self.assertLess(time.monotonic(), deadline, failure)
+            slicer.app.processEvents()
+            time.sleep(0.02)
+
+    def test_Widget(self):
+        self.delayDisplay("The panel: create scribbles, segment, preview, apply, undo, cancel, leave the module")
+        slicer.util.selectModule("WeakSeg")
+        widget = slicer.modules.weakseg.widgetRepresentation().self()
+        volume, truth = self._syntheticCase()
+        parameters = widget._parameterNode
+        parameters.inputVolume = volume
+        parameters.classNames = "disc"
+        widget.ui.createScribblesButton.click()
+        scribbles = parameters.scribbleSegmentation
+        editor = widget.ui.segmentEditorWidget
+        self.assertEqual((editor.segmentationNode().GetID(), editor.sourceVolumeNode().GetID()), (scribbles.GetID(), volume.GetID()))
+        self._paintScribbles(volume, scribbles, truth.shape)
+        if not self._dependenciesMissing(widget.logic):
+            parameters.method = "growcut"
+            widget.ui.segmentButton.click()
+            self._waitUntil(lambda: widget._job is None, "the job did not end in time")
+            self.assertTrue(widget.ui.applyPreviewButton.enabled, widget.ui.statusLabel.text)
+            widget.ui.applyPreviewButton.click()
+            output = widget.logic.resultSegmentationNode(volume, create=False)
+            self.assertGreater(self._discDice(output, volume, truth), 0.8)
+            widget.ui.undoButton.click()
+            self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 0)
+            parameters.method = "weakseg"
+            widget.ui.segmentButton.click()
+            self.assertTrue(widget.ui.cancelButton.enabled)
+            widget.ui.cancelButton.click()
+            self._waitUntil(lambda: widget._job is None, "the job did not end in time")
+            self.assertIn("cancelled", widget.ui.statusLabel.text)
+            self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 0)
+        editor.setActiveEffectByName("Paint")
+        self.assertIsNotNone(editor.activeEffect())
+        slicer.util.selectModule("Data")
+        self.assertIsNone(editor.activeEffect())
         self.delayDisplay("Test passed")
 
     def test_ImageLabelsCsv(self):
-        self.delayDisplay("Image labels through CSV")
+        self.delayDisplay("Image labels: set, export to CSV, import")
         logic = WeakSegLogic()
         volume, _ = self._syntheticCase()
         logic.setImageLabel(volume, "tumor")
@@ -498,6 +593,7 @@ class WeakSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(logic.exportLabels(path), 2)
         logic.setImageLabel(volume, None)
         logic.setImageLabel(volume, None, firstSlice=0, lastSlice=2)
+        self.assertIsNone(logic.getImageLabel(volume))
         logic.importLabels(path)
         self.assertEqual(logic.getImageLabel(volume), "tumor")
         self.assertEqual(logic.getImageLabel(volume, sliceIndex=1), "healthy")

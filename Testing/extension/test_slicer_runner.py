@@ -2,11 +2,14 @@
 
 Each test runs a few lines of Python with ``sys.executable`` as the child process, so no
 WeakSegLib and no slicer-core is needed. Every run takes well under a second except the
-cancel tests, which wait for a child that would otherwise sleep for a minute.
+cancel tests, which wait for a child that would otherwise sleep for a minute. The Windows
+job object is driven through a stand-in kernel32 (``ctypes.WinDLL`` exists only on Windows),
+which checks the calls and the limit structure it is handed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import textwrap
@@ -163,3 +166,70 @@ def test_cancel_without_waiting_returns_at_once_and_kills_a_process_that_ignores
     assert not runner.finished  # still inside its grace period
     assert waitUntil(lambda: runner.finished, 10.0)
     assert runner.returncode == -9
+
+
+class FakeKernel32:
+    """Records the kernel32 calls of WindowsJob; ``assignWorks`` decides AssignProcessToJobObject's answer."""
+
+    JOB, PROCESS = 11, 22
+
+    def __init__(self, assignWorks: bool = True):
+        self.calls = []
+        self.limitFlags = None
+        outer = self
+
+        def record(name, result):
+            def function(*arguments):
+                outer.calls.append((name, [getattr(a, "value", a) for a in arguments]))
+                return result
+            return function
+
+        self.CreateJobObjectW = record("CreateJobObjectW", self.JOB)
+        self.OpenProcess = record("OpenProcess", self.PROCESS)
+        self.AssignProcessToJobObject = record("AssignProcessToJobObject", 1 if assignWorks else 0)
+        self.TerminateJobObject = record("TerminateJobObject", 1)
+        self.CloseHandle = record("CloseHandle", 1)
+
+        def setInformation(job, informationClass, pointer, size):
+            self.limitFlags = pointer._obj.BasicLimitInformation.LimitFlags
+            self.calls.append(("SetInformationJobObject", [job.value, informationClass, size]))
+            return 1
+
+        self.SetInformationJobObject = setInformation
+
+
+def test_windows_job_object_holds_the_process_and_terminate_ends_the_job(monkeypatch):
+    from WeakSegExtensionLib import runner
+
+    kernel32 = FakeKernel32()
+    monkeypatch.setattr(ctypes, "WinDLL", lambda name, use_last_error=False: kernel32, raising=False)
+    job = runner.WindowsJob.holding(4321)
+    assert job is not None
+    names = [name for name, _ in kernel32.calls]
+    assert names == ["CreateJobObjectW", "OpenProcess", "SetInformationJobObject", "AssignProcessToJobObject", "CloseHandle"]
+    assert kernel32.calls[1][1][2] == 4321
+    assert kernel32.calls[3][1] == [FakeKernel32.JOB, FakeKernel32.PROCESS]
+    assert kernel32.limitFlags == runner.JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    assert kernel32.calls[2][1][1:] == [runner.JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS,
+                                        ctypes.sizeof(runner._ExtendedLimitInformation)]
+    assert job.terminate()
+    assert kernel32.calls[-1] == ("TerminateJobObject", [FakeKernel32.JOB, runner.CANCELLED_EXIT_CODE])
+
+
+def test_windows_job_that_cannot_take_the_process_is_released(monkeypatch):
+    from WeakSegExtensionLib import runner
+
+    kernel32 = FakeKernel32(assignWorks=False)
+    monkeypatch.setattr(ctypes, "WinDLL", lambda name, use_last_error=False: kernel32, raising=False)
+    assert runner.WindowsJob.holding(4321) is None
+    closed = [arguments[0] for name, arguments in kernel32.calls if name == "CloseHandle"]
+    assert sorted(closed) == [FakeKernel32.JOB, FakeKernel32.PROCESS]
+
+
+@pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="the sizes below are those of 64-bit Windows")
+def test_job_limit_structure_has_the_size_windows_expects():
+    from WeakSegExtensionLib import runner
+
+    # JOBOBJECT_EXTENDED_LIMIT_INFORMATION is 144 bytes on 64-bit Windows (basic limits 64, I/O counters 48, 4 sizes)
+    assert ctypes.sizeof(runner._BasicLimitInformation) == 64
+    assert ctypes.sizeof(runner._ExtendedLimitInformation) == 144

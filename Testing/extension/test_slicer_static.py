@@ -191,5 +191,5 @@ def test_helper_package_has_no_qt_and_the_bridge_no_slicer_util_or_modules():
         assert not importedModules(path) & {"qt", "ctk", "PythonQt", "PySide6", "PyQt5"}, f"{path.name} imports Qt"
     bridge = (LIBRARY / "mrml_bridge.py").read_text()
     assert "slicer.util" not in bridge and "slicer.modules" not in bridge
-    assert importedModules(LIBRARY / "runner.py") <= {"__future__", "os", "queue", "re", "signal", "subprocess", "sys",
+    assert importedModules(LIBRARY / "runner.py") <= {"__future__", "ctypes", "os", "queue", "re", "signal", "subprocess", "sys",
                                                        "threading", "time", "collections", "dataclasses", "typing"}

@@ -42,9 +42,13 @@ def registerSegmentationConverterRules() -> None:
     """Register the labelmap/surface converter rules that the Segmentations module registers at startup.
 
     Without them (slicer-core outside the application) a segmentation cannot hold or create
-    a binary labelmap. Registering is idempotent: rules already present are kept.
+    a binary labelmap. Registering is idempotent: rules already present are kept. Where
+    ``GetConverterRules`` (a ``std::vector`` of smart pointers) is not wrapped for Python,
+    nothing is done: the application's Segmentations module has registered the rules.
     """
     factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if not hasattr(factory, "GetConverterRules"):
+        return  # not wrapped for Python in this Slicer; inside the application the rules are registered already
     present = {rule.GetName() for rule in factory.GetConverterRules()}
     for ruleClassName in (
         "vtkBinaryLabelmapToClosedSurfaceConversionRule",
@@ -408,7 +412,8 @@ def addSegmentFromMask(
     for key, value in (tags or {}).items():
         segment.SetTag(key, value)
     if terminology:
-        segment.SetTerminology(terminology)
+        # The tag works in every Slicer version; vtkSegment.SetTerminology (Slicer 5.10+) writes the same tag.
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
     if image is not None and not segmentation.AddSegment(segment, segmentId):
         raise WeakSegInputError(f"could not add segment '{name}' to {describeNode(segmentationNode)}")
     return segmentId

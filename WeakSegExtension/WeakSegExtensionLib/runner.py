@@ -10,10 +10,19 @@ The process reports progress on stdout as lines ``PROGRESS <percent> <message>``
 (``weakseg ... --progress lines``); every other line of stdout or stderr is a log line.
 Two reader threads move lines into a queue as they arrive, so neither pipe can fill up
 and block the process.
+
+Cancel reaches every process the command started: on macOS and Linux the process leads
+its own session (``start_new_session``), so one ``killpg`` reaches its whole group; on
+Windows it runs inside a job object, which ``TerminateJobObject`` ends with everything in
+it. Windows has no polite signal that reaches a console-less child of a GUI application
+(``CTRL_BREAK_EVENT`` needs a shared console, which Slicer does not have), so there
+cancel ends the job at once; the command line writes its outputs atomically, so nothing
+partial is left behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import re
@@ -92,6 +101,7 @@ class CliRunner:
         self._exitSeenAt: float | None = None
         self._killDeadline: float | None = None
         self._groupKilled = False
+        self._windowsJob: WindowsJob | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -117,6 +127,8 @@ class CliRunner:
             cwd=self.cwd,
             **options,
         )
+        if sys.platform == "win32":
+            self._windowsJob = WindowsJob.holding(self._process.pid)
         for stream, pipe in (("stdout", self._process.stdout), ("stderr", self._process.stderr)):
             reader = threading.Thread(target=self._read, args=(pipe, stream), daemon=True)
             reader.start()
@@ -148,6 +160,7 @@ class CliRunner:
             self._signalTree(polite=False)  # whatever the cancelled process started goes too
             self._groupKilled = True
         if not any(reader.is_alive() for reader in self._readers):
+            self._releaseWindowsJob()
             return True
         if self._exitSeenAt is None:
             self._exitSeenAt = time.monotonic()
@@ -155,7 +168,15 @@ class CliRunner:
             self._signalTree(polite=False)
             for reader in self._readers:
                 reader.join(timeout=1.0)
-        return not any(reader.is_alive() for reader in self._readers)
+        if any(reader.is_alive() for reader in self._readers):
+            return False
+        self._releaseWindowsJob()
+        return True
+
+    def _releaseWindowsJob(self) -> None:
+        if self._windowsJob is not None:
+            self._windowsJob.close()
+            self._windowsJob = None
 
     @property
     def returncode(self) -> int | None:
@@ -209,9 +230,10 @@ class CliRunner:
     def cancel(self, gracePeriod: float = CANCEL_GRACE_SECONDS, wait: bool = True) -> None:
         """Stop the process and every process it started.
 
-        The process group first gets a polite signal (SIGTERM; CTRL_BREAK on Windows) so that
-        the command line can stop at its next progress report and remove partial output; if it
-        is still running ``gracePeriod`` seconds later, the group is killed. With ``wait=False``
+        On macOS and Linux the process group first gets SIGTERM so that the command line can
+        stop at its next progress report and remove partial output; if it is still running
+        ``gracePeriod`` seconds later, the group is killed. On Windows the job object holding
+        the process tree is terminated at once (see the module's description). With ``wait=False``
         this returns at once and the kill happens in a later :attr:`finished` check (the GUI's
         timer), so that the application never freezes while the process winds down.
         """
@@ -238,17 +260,101 @@ class CliRunner:
     def _signalTree(self, polite: bool) -> None:
         process = self._process
         if sys.platform == "win32":
-            if polite:
-                process.send_signal(signal.CTRL_BREAK_EVENT)
-            else:
-                subprocess.run(
-                    ["taskkill", "/F", "/T", "/PID", str(process.pid)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    creationflags=subprocess.CREATE_NO_WINDOW,
-                )
+            if self._windowsJob is not None and self._windowsJob.terminate():
+                return
+            subprocess.run(  # no job object (it could not be made): end the tree the process still leads
+                ["taskkill", "/F", "/T", "/PID", str(process.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                creationflags=subprocess.CREATE_NO_WINDOW,
+            )
             return
         try:
             os.killpg(process.pid, signal.SIGTERM if polite else signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass  # the whole group has already exited
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows job object (kernel32 through ctypes; only ever called on Windows)
+
+JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS = 9
+JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+PROCESS_TERMINATE = 0x0001
+PROCESS_SET_QUOTA = 0x0100
+CANCELLED_EXIT_CODE = 1
+
+
+class _BasicLimitInformation(ctypes.Structure):
+    _fields_ = [
+        ("PerProcessUserTimeLimit", ctypes.c_int64),
+        ("PerJobUserTimeLimit", ctypes.c_int64),
+        ("LimitFlags", ctypes.c_uint32),
+        ("MinimumWorkingSetSize", ctypes.c_size_t),
+        ("MaximumWorkingSetSize", ctypes.c_size_t),
+        ("ActiveProcessLimit", ctypes.c_uint32),
+        ("Affinity", ctypes.c_size_t),
+        ("PriorityClass", ctypes.c_uint32),
+        ("SchedulingClass", ctypes.c_uint32),
+    ]
+
+
+class _IoCounters(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
+        "ReadTransferCount", "WriteTransferCount", "OtherTransferCount",
+    )]
+
+
+class _ExtendedLimitInformation(ctypes.Structure):
+    _fields_ = [
+        ("BasicLimitInformation", _BasicLimitInformation),
+        ("IoInfo", _IoCounters),
+        ("ProcessMemoryLimit", ctypes.c_size_t),
+        ("JobMemoryLimit", ctypes.c_size_t),
+        ("PeakProcessMemoryUsed", ctypes.c_size_t),
+        ("PeakJobMemoryUsed", ctypes.c_size_t),
+    ]
+
+
+class WindowsJob:
+    """A Windows job object that holds a process and every process it starts.
+
+    ``terminate()`` ends them all, even children whose parent has already exited (which
+    ``taskkill /T`` misses). The job is also set to end its processes when its last handle
+    closes, so a crash of Slicer does not leave a training running.
+    """
+
+    def __init__(self, kernel32, handle: int):
+        self._kernel32 = kernel32
+        self._handle = handle
+
+    @classmethod
+    def holding(cls, pid: int) -> WindowsJob | None:
+        """A new job holding process ``pid``; None where Windows refuses (then cancel uses taskkill)."""
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.CreateJobObjectW.restype = ctypes.c_void_p
+        kernel32.OpenProcess.restype = ctypes.c_void_p
+        job = kernel32.CreateJobObjectW(None, None)
+        if not job:
+            return None
+        limits = _ExtendedLimitInformation()
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+        process = kernel32.OpenProcess(PROCESS_TERMINATE | PROCESS_SET_QUOTA, False, pid)
+        assigned = bool(process) and bool(kernel32.SetInformationJobObject(
+            ctypes.c_void_p(job), JOB_OBJECT_EXTENDED_LIMIT_INFORMATION_CLASS, ctypes.byref(limits), ctypes.sizeof(limits)
+        )) and bool(kernel32.AssignProcessToJobObject(ctypes.c_void_p(job), ctypes.c_void_p(process)))
+        if process:
+            kernel32.CloseHandle(ctypes.c_void_p(process))
+        if not assigned:
+            kernel32.CloseHandle(ctypes.c_void_p(job))
+            return None
+        return cls(kernel32, job)
+
+    def terminate(self) -> bool:
+        """End every process in the job; True when Windows did."""
+        return bool(self._kernel32.TerminateJobObject(ctypes.c_void_p(self._handle), CANCELLED_EXIT_CODE))
+
+    def close(self) -> None:
+        """Release the job (any process still in it ends, as the job was set up to do)."""
+        self._kernel32.CloseHandle(ctypes.c_void_p(self._handle))
