@@ -343,6 +343,9 @@ def test_the_slicer_5_6_catalog_entry_matches_the_json_entry_and_the_cmake_descr
     assert legacy["depends"].split() == entry["build_dependencies"]
     assert legacy["build_subdirectory"] == entry["build_subdirectory"] and legacy["category"] == entry["category"]
     cmake = (REPOSITORY / "CMakeLists.txt").read_text(encoding="utf-8")
+    for name in re.findall(r'set\((WEAKSEG_\w+) ', cmake):  # in order: later ones use earlier ones
+        value = re.search(rf'set\({name} "([^"]*)"\)', cmake).group(1)
+        cmake = cmake.replace("${" + name + "}", value)
     for keyword, variable in (("homepage", "HOMEPAGE"), ("contributors", "CONTRIBUTORS"), ("description", "DESCRIPTION"),
                               ("iconurl", "ICONURL"), ("screenshoturls", "SCREENSHOTURLS"), ("depends", "DEPENDS")):
         assert legacy[keyword] == re.search(rf'set\(EXTENSION_{variable} "([^"]*)"\)', cmake).group(1), keyword
