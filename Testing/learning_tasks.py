@@ -16,6 +16,7 @@ from weakseg.weak_labels import UNLABELLED
 
 TWO_BLOBS = ["background", "disk", "square"]
 DISK_ONLY = ["background", "disk"]
+DISK_LEVEL, BAND_LEVEL = 1.8, 1.1  # above a background of 0 +- 0.25 (decoy_case)
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray, code: int) -> float:
@@ -72,13 +73,14 @@ def write_two_blob_cohort(folder: Path, count: int, seed: int = 0, shape=(3, 32,
 
 
 def decoy_case(rng: np.random.Generator, shape=(3, 32, 32)):
-    """A bright disk (1) near the centre and a bright band of the same intensity along a far border.
+    """A bright disk (1) near the centre and a less bright band along a far border.
 
     The scribbles mark the disk and a tight background ring around it, never the band: a
-    network trained on the scribbles alone labels the band as disk (it looks the same),
-    and since the band is the larger component, keeping the largest component then drops
-    the real disk. Only a shape prior (masks hold one small disk and no band) tells them
-    apart. Returns image, full label (band = background) and scribbles.
+    network trained on the scribbles alone puts its threshold between the scribbled
+    background and disk intensities and so labels the band as disk, and since the band is
+    the larger component, keeping the largest component then drops the real disk. A shape
+    prior (the masks hold one small disk and no band) pushes the threshold above the band.
+    Returns image, full label (band = background) and scribbles.
     """
     depth, height, width = shape
     rows, cols = np.mgrid[:height, :width]
@@ -89,8 +91,8 @@ def decoy_case(rng: np.random.Generator, shape=(3, 32, 32)):
     side = rng.integers(4)
     band[{0: np.s_[:6, :], 1: np.s_[-6:, :], 2: np.s_[:, :6], 3: np.s_[:, -6:]}[int(side)]] = True
     image = rng.normal(0.0, 0.25, shape).astype(np.float32)
-    image[label == 1] += 1.5
-    image[:, band] += 1.5
+    image[label == 1] += DISK_LEVEL
+    image[:, band] += BAND_LEVEL
     scribbles = np.full(shape, UNLABELLED, np.uint8)
     scribbles[:, cy, cx - 2 : cx + 3] = 1
     ring = np.abs(np.hypot(rows - cy, cols - cx) - 6.5) < 0.5
