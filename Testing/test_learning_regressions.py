@@ -29,6 +29,7 @@ from weakseg.methods.cohort import (
     train_cohort,
 )
 from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, segment_volume, train_image_label_model
+from weakseg.methods.interactive import InteractiveConfig, segment_interactive
 from weakseg.unpaired_masks import list_mask_files
 from weakseg.weak_labels import Scribbles, load_scribbles
 
@@ -61,8 +62,6 @@ def _mean_dice(labels: np.ndarray, truth: np.ndarray) -> float:
 def test_interactive_learns_past_its_scribbles_and_the_crf_helps(noisy_blobs):
     image, scribbles, truth = noisy_blobs
     labels = segment_image(image, scribbles, "weakseg", steps=30, device_name="cpu")
-    from weakseg.methods.interactive import InteractiveConfig, segment_interactive
-
     without_crf = segment_interactive(image, scribbles, InteractiveConfig(steps=30, use_crf=False))
     # measured: 0.955 with the CRF (bright 0.981, dim 0.928), 0.859 without it
     assert _mean_dice(labels, truth) > 0.93
