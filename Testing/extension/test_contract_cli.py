@@ -128,8 +128,10 @@ def test_stand_in_names_predict_outputs_as_the_real_command(tmp_path):
 
 @pytest.fixture
 def segmentFiles(tmp_path) -> dict[str, str]:
-    """image.nrrd, scribbles.nrrd on its grid and shifted.nrrd on another grid."""
+    """image.nrrd (the phantom with strong noise, where grow-cut and a per-voxel rule differ),
+    scribbles.nrrd on its grid and shifted.nrrd on another grid."""
     image, _ = phantom()
+    image = image + np.random.default_rng(7).normal(0.0, 25.0, image.shape).astype(np.float32)
     masks = scribbleMasks()
     codes = np.full(image.shape, 255, np.uint8)
     for code, name in enumerate(("background", "LV", "RV")):
