@@ -4,16 +4,24 @@ It lets the Slicer-side tests check everything the extension does around the com
 (arguments, file formats, geometry, progress lines, exit codes, cancel) in well under a
 second, without training anything:
 
-* ``segment``: every voxel takes the class whose scribbles' mean intensity is closest to its
-  own, so a result matches the truth only if image and scribbles reached it aligned;
+* ``segment --method growcut``: WeakSegLib's real grow-cut (Slicer's *Grow from seeds*), so
+  a Dice measured through it is grow-cut's; ``--method weakseg``: every voxel takes the class
+  whose scribbles' mean intensity is closest to its own (no learning: a result matches the
+  truth only if image and scribbles reached it aligned; never a Dice claim for a method);
 * ``train``: checks the training folder (every ``_scribble``/``_label`` file on its image's
-  grid) and writes a JSON "model" naming its classes, cases and image labels;
+  grid) and writes a JSON "model" naming its classes, cases and image labels; ``--resume``
+  needs the model file, as the real command does;
 * ``predict``: labels voxels in the top quarter of the intensity range as the model's first
-  foreground class and writes ``<input stem>.seg.nrrd`` with WeakSegLib's writer.
+  foreground class and writes ``<input name without its suffix>.seg.nrrd`` (the real
+  command's naming) with WeakSegLib's writer.
+
+Exit status as the real command: 0 done, 2 bad input, 130 on SIGTERM (cancel).
+``Testing/extension/test_contract_cli.py`` checks this stand-in against the real command line.
 
 Test-only switches (environment): ``WEAKSEG_STUB_SLEEP=<seconds>`` sleeps while reporting
 progress before working (to test cancel); ``WEAKSEG_STUB_FAIL=<message>`` exits with code 2
-and "<first input file>: <message>" (to test error reporting).
+and "<first input file>: <message>" (to test error reporting); ``WEAKSEG_STUB_RECORD=<file>``
+appends each command line (the arguments after the program, one JSON list a line) to the file.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,6 +47,11 @@ def progress(percent: float, message: str) -> None:
 def fail(message: str) -> None:
     print(f"weakseg: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def cancel(*_arguments) -> None:
+    print("weakseg: cancelled; no output written", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def testSwitches(firstInput: str) -> None:
@@ -65,6 +79,9 @@ def segment(arguments) -> None:
     if not sameGrid(image, scribbles):
         fail(f"{arguments.scribbles}: does not match the image's grid")
     classes = arguments.classes.split(",")
+    if arguments.method == "growcut":
+        growFromSeeds(arguments, image, classes)
+        return
     codes = sitk.GetArrayFromImage(scribbles)
     intensities = sitk.GetArrayFromImage(image).astype(float)
     progress(10, "scribbles read")
@@ -79,8 +96,23 @@ def segment(arguments) -> None:
     progress(100, "done")
 
 
+def growFromSeeds(arguments, image: sitk.Image, classes: list) -> None:
+    from weakseg.io import read_image
+    from weakseg.methods.growcut import segment_growcut
+    from weakseg.weak_labels import load_scribbles
+
+    progress(10, "growing from seeds")
+    loaded = read_image(arguments.image)
+    labels = sitk.GetImageFromArray(segment_growcut(loaded, load_scribbles(arguments.scribbles, loaded, classes)))
+    labels.CopyInformation(image)
+    sitk.WriteImage(labels, arguments.out)
+    progress(100, "done")
+
+
 def train(arguments) -> None:
     folder = Path(arguments.data_dir)
+    if arguments.resume and not Path(arguments.out).is_file():
+        fail(f"{arguments.out}: no such model file")
     cases = sorted(path.name[: -len("_image.nii.gz")] for path in folder.glob("*_image.nii.gz"))
     if not cases:
         fail(f"{folder}: no *_image.nii.gz files")
@@ -99,11 +131,13 @@ def train(arguments) -> None:
         "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
         "method": "imagelabel" if arguments.image_labels else arguments.method,
         "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
+        "resumed": arguments.resume,
     }
     Path(arguments.out).write_text(json.dumps(model))
 
 
 def predict(arguments) -> None:
+    from weakseg.io import suffix_of
     from weakseg.segnrrd import Segment, default_color, write_seg_nrrd
 
     model = json.loads(Path(arguments.model).read_text())
@@ -113,7 +147,8 @@ def predict(arguments) -> None:
         image = sitk.ReadImage(path)
         array = sitk.GetArrayFromImage(image).astype(float)
         labels = (array > array.min() + 0.75 * (array.max() - array.min())).astype(np.uint8)
-        stem = Path(path).name.split(".")[0]
+        name = Path(path).name
+        stem = name[: len(name) - len(suffix_of(name))]
         if arguments.format != ".seg.nrrd":
             fail(f"{arguments.format}: the stand-in writes .seg.nrrd only")
         write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, default_color(1))])
@@ -134,7 +169,7 @@ def main() -> None:
     trainParser.add_argument("--out", required=True)
     trainParser.add_argument("--classes", required=True)
     trainParser.add_argument("--resume", action="store_true")
-    trainParser.add_argument("--method", default="cohort")
+    trainParser.add_argument("--method", choices=("cohort", "pce", "maag"), default="cohort")
     trainParser.add_argument("--unpaired-masks")
     trainParser.add_argument("--image-labels")
     predictParser = commands.add_parser("predict")
@@ -144,6 +179,10 @@ def main() -> None:
     predictParser.add_argument("--format", choices=(".seg.nrrd", ".nii.gz", ".nrrd"), default=".seg.nrrd")
     for sub in (segmentParser, trainParser, predictParser):
         sub.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
+    if os.environ.get("WEAKSEG_STUB_RECORD"):
+        with open(os.environ["WEAKSEG_STUB_RECORD"], "a") as record:
+            record.write(json.dumps(sys.argv[1:]) + "\n")
+    signal.signal(signal.SIGTERM, cancel)
     arguments = parser.parse_args()
     firstInput = {"segment": "scribbles", "train": "data_dir", "predict": "model"}[arguments.command]
     testSwitches(getattr(arguments, firstInput))

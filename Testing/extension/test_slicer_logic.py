@@ -1,9 +1,9 @@
 """WeakSegLogic from the console, on a real vtkMRMLScene, end to end through a command line process.
 
 Most tests run the logic against ``contract_cli.py``, a stand-in that follows the shared
-command line contract and answers in a fraction of a second; its ``segment`` labels each
-voxel by the nearest scribbled class mean, so a good Dice also proves that the volume and
-the scribbles reached the process aligned. The ``test_real_command_line_*`` tests run the
+command line contract (checked against the real one in test_contract_cli.py) and answers in
+a second or two; its ``segment --method growcut`` runs WeakSegLib's real grow-cut, so a good
+Dice also proves that the volume and the scribbles reached the process aligned. The ``test_real_command_line_*`` tests run the
 library's own ``python -m weakseg`` (skipped when it is not installed), training networks for a
 few dozen steps only.
 """

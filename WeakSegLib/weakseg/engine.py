@@ -43,13 +43,20 @@ def save_checkpoint(
     step: int,
     metadata: dict,
     extra: dict | None = None,
+    generator: torch.Generator | None = None,
 ) -> None:
     """Atomically write model weights, optimizer state, the step reached and metadata.
 
     ``metadata`` must hold only plain values (str, int, float, bool, lists, dicts) and
     ``extra`` only those and tensors (state dicts of auxiliary networks needed to resume,
-    such as a discriminator) so that the file loads under ``weights_only=True``.
+    such as a discriminator) so that the file loads under ``weights_only=True``. The
+    random state (torch's global CPU generator, which drives dropout, and ``generator``,
+    the run's batch sampler) is stored too, so that :func:`restore_random_state` lets a
+    resumed run draw exactly what the uninterrupted run would have drawn.
     """
+    random_state = {"torch": torch.get_rng_state()}
+    if generator is not None:
+        random_state["generator"] = generator.get_state()
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
@@ -57,6 +64,7 @@ def save_checkpoint(
         "step": step,
         "metadata": metadata,
         "extra": extra,
+        "random_state": random_state,
     }
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
@@ -77,6 +85,20 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise WeakSegInputError(f"{path}: not a WeakSeg model file")
     return payload
+
+
+def restore_random_state(payload: dict, generator: torch.Generator | None = None) -> None:
+    """Restore the random state :func:`save_checkpoint` stored in ``payload``.
+
+    Sets torch's global CPU generator and, when given and stored, ``generator``. A
+    checkpoint written before the random state was stored leaves both unchanged. Only the
+    CPU generators are stored: a resumed CUDA run draws its dropout masks afresh.
+    """
+    state = payload.get("random_state") or {}
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"].cpu())
 
 
 def run_training(

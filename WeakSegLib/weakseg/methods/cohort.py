@@ -65,8 +65,9 @@ Method
   :func:`weakseg.engine.run_training`; checkpoints (atomic, ``weights_only``-loadable)
   every ``checkpoint_every`` steps hold the weights, the optimizer state, the step and
   plain metadata (class names, this config, the network config, image size,
-  normalisation). ``resume=True`` continues from the checkpoint's step with a batch RNG
-  seeded by ``(seed, step)`` so a resumed run does not replay the first run's batches.
+  normalisation) and the random state (batch sampler, dropout). ``resume=True`` continues
+  from the checkpoint's step with that random state, so an interrupted and resumed run
+  ends with the weights of an uninterrupted one (on the CPU).
 
 * **Prediction** (:func:`predict_volume`): normalise, resize each slice, softmax averaged
   over flip test-time augmentation (identity, left-right, up-down, both), resize the
@@ -101,7 +102,7 @@ import torch
 from torch.nn import functional as F
 
 from weakseg.data import augment, normalise_intensity, resize_images, resize_labels, volume_to_slices
-from weakseg.engine import load_checkpoint, pick_device, run_training, save_checkpoint
+from weakseg.engine import load_checkpoint, pick_device, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import LoadedImage, read_image, suffix_of
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
@@ -586,8 +587,10 @@ def train_cohort(
             "unpaired_mask_cases": [mask.case for mask in unpaired_masks or []],
         }
         extra = {"shape_prior": prior.state()} if prior else None
-        save_checkpoint(out_path, network, optimizer, step, metadata, extra)
+        save_checkpoint(out_path, network, optimizer, step, metadata, extra, generator)
 
+    if stored is not None:
+        restore_random_state(stored, generator)
     run_training(
         network,
         optimizer,

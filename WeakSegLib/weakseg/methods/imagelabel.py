@@ -280,7 +280,8 @@ def train_image_label_model(
     Training has ``1 + config.rounds`` stages (the classifier, then each self-training
     round). With ``out_path`` the model file is rewritten atomically after every stage, with
     the number of stages done; ``resume=True`` continues an interrupted run from the last
-    finished stage (the steps of an unfinished stage are redone, with fresh batches).
+    finished stage (the steps of an unfinished stage are redone with the same batches, so the
+    result equals an uninterrupted run's).
 
     Args:
         volumes: training images with per-slice labels.
@@ -363,17 +364,20 @@ def _self_train(model: ImageLabelModel, images, presence, volume_index, progress
                 round_done=None) -> None:
     """Rounds of: pseudo labels -> pick the confident lesion slices -> train the segmenter.
 
-    ``first_round`` > 0 continues a resumed run (its batches are seeded by the round, so they
-    differ from the interrupted run's); ``round_done(round_index)`` is called after each round.
+    ``first_round`` > 0 continues a resumed run; every round seeds its batch sampler and
+    torch's global generator (dropout) from ``(seed, round)``, so a resumed run trains its
+    rounds exactly as the uninterrupted run did. ``round_done(round_index)`` is called after
+    each round.
     """
     config = model.config
-    generator = torch.Generator().manual_seed(config.seed + 1 + 1_000_003 * first_round)
     positive = torch.nonzero(presence.sum(1) > 0)[:, 0]
     negative = torch.nonzero(presence.sum(1) == 0)[:, 0]
     labels = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
     for round_index in range(first_round, config.rounds):
         part = progress.part(round_index / config.rounds, (round_index + 1) / config.rounds)
         part.report(0.0, f"round {round_index + 1}/{config.rounds}: pseudo labels")
+        generator = torch.Generator().manual_seed(config.seed + 1 + 1_000_003 * round_index)
+        torch.manual_seed(config.seed + 1 + round_index)
         if round_index == 0:
             classifier_probability, maps = class_activation_maps(model.classifier, images, config.cam_scales)
             present = presence[positive]
