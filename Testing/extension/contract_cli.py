@@ -104,7 +104,8 @@ def train(arguments) -> None:
 
 
 def predict(arguments) -> None:
-    from weakseg.segnrrd import Segment, default_color, write_seg_nrrd
+    from weakseg.contract import class_color
+    from weakseg.segnrrd import Segment, write_seg_nrrd
 
     model = json.loads(Path(arguments.model).read_text())
     foreground = model["classes"][1]
@@ -116,7 +117,7 @@ def predict(arguments) -> None:
         stem = Path(path).name.split(".")[0]
         if arguments.format != ".seg.nrrd":
             fail(f"{arguments.format}: the stand-in writes .seg.nrrd only")
-        write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, default_color(1))])
+        write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, class_color(foreground, 1))])
         progress(100 * (index + 1) / len(arguments.images), f"{stem}")
 
 

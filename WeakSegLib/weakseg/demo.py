@@ -31,7 +31,7 @@ def run_demo(
     WeakSeg | Grow from seeds).
     """
     from weakseg.demo_data import load_demo_case
-    from weakseg.methods import segment_image
+    from weakseg.apply import segment_image
 
     try:
         case = load_demo_case()
