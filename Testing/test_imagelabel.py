@@ -14,9 +14,9 @@ from weakseg.cli import main
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.methods.imagelabel import ImageLabelConfig
+from weakseg.methods.imagelabel_baselines import cam_probabilities
 from weakseg.methods.imagelabel_pipeline import (
     LabelledVolume,
-    cam_probabilities,
     load_image_label_model,
     segment_volume,
     train_image_label_model,

@@ -256,7 +256,8 @@ def _train_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOp
 
 
 def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]) -> np.ndarray:
-    from weakseg.methods.imagelabel_pipeline import cam_probabilities, refine_probabilities, segment_volume
+    from weakseg.methods.imagelabel_baselines import cam_probabilities, refine_probabilities
+    from weakseg.methods.imagelabel_pipeline import segment_volume
 
     if method == "intensity":
         return intensity_labels(case, rule[0], rule[1])

@@ -31,7 +31,7 @@ slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resiz
    probabilities, then the argmax.
 
 The classifier's CAMs also give the two baselines of ``weakseg bench imagelabel``
-(:func:`cam_probabilities`): CAM alone and CAM with the CRF.
+(:mod:`weakseg.methods.imagelabel_baselines`): CAM alone and CAM with the CRF.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from torch.nn import functional as F
 
 from weakseg.crf import refine_with_crf
 from weakseg.data import augment, normalise_intensity, resize_images, volume_to_slices
-from weakseg.inference import flip_averaged_softmax, to_image_grid
-from weakseg.engine import load_checkpoint, run_training, save_checkpoint
+from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
+from weakseg.engine import check_resume, load_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
 from weakseg.methods.appearance import foreground_region, refine_with_appearance
@@ -224,14 +224,8 @@ def train_image_label_model(
 def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
     """Load the networks of an interrupted run into ``model``; returns the stages it finished."""
     payload = load_checkpoint(path, model.device)
+    check_resume(payload, path, METHOD_NAME, model.class_names, model.config.as_dict())
     stored = load_image_label_model(path, model.device, payload)
-    if [name.lower() for name in stored.class_names] != [name.lower() for name in model.class_names]:
-        raise WeakSegInputError(f"{path}: cannot resume: the model's classes {stored.class_names} "
-                                f"differ from {model.class_names}")
-    mine, theirs = model.config.as_dict(), stored.config.as_dict()
-    different = sorted(name for name in mine if mine[name] != theirs.get(name))
-    if different:
-        raise WeakSegInputError(f"{path}: cannot resume: settings {different} differ from the stored run")
     stages = int(payload["metadata"].get("stages_done", 1 + model.config.rounds))
     if stages >= 1 + model.config.rounds:
         raise WeakSegInputError(f"{path}: the run is already complete; nothing to resume")
@@ -382,36 +376,6 @@ def _appearance_refined(model: ImageLabelModel, intensities: np.ndarray, probabi
     return (combined / np.maximum(combined.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
 
 
-def cam_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
-    """CAM baseline probabilities ``(K, Z, Y, X)`` of a ``(C, Z, Y, X)`` image.
-
-    A class scores its CAM on slices where the classifier finds it (probability >= 0.5)
-    and 0 elsewhere; background scores ``cam_threshold``; scores are divided by their sum,
-    so the argmax is "CAM above the threshold, on slices classified as showing the class".
-    """
-    _check_channels(model, array)
-    slices = prepare_slices(array, model.config.image_size, model.config.mirror_excess)
-    classifier_probability, maps = class_activation_maps(model.classifier, slices, model.config.cam_scales)
-    maps = maps * (classifier_probability >= 0.5)[:, :, None, None]
-    background = torch.full_like(maps[:, :1], model.config.cam_threshold)
-    scores = torch.cat([background, maps], dim=1)
-    return _to_image_grid(scores / scores.sum(dim=1, keepdim=True), array.shape[-2:])
-
-
-def slice_classifier_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
-    """The classifier's ``(Z, K - 1)`` class probabilities of every slice of a ``(C, Z, Y, X)`` image."""
-    _check_channels(model, array)
-    probability, _ = class_activation_maps(model.classifier, prepare_slices(array, model.config.image_size, model.config.mirror_excess),
-                                           model.config.cam_scales)
-    return probability.numpy()
-
-
-def refine_probabilities(array: np.ndarray, probabilities: np.ndarray,
-                         spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Slice-wise dense CRF of ``(K, Z, Y, X)`` probabilities on the image, with this method's parameters."""
-    return refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
-
-
 def _crf_params():
     from weakseg.crf import CrfParams
 
@@ -424,9 +388,9 @@ def _to_image_grid(probabilities: torch.Tensor, size_yx: tuple[int, int]) -> np.
 
 
 def _check_channels(model: ImageLabelModel, array: np.ndarray) -> None:
-    expected = _image_channels(model)
-    if np.ndim(array) != 4 or array.shape[0] != expected:
-        raise WeakSegInputError(f"image of shape {np.shape(array)}: the model expects ({expected}, Z, Y, X)")
+    if np.ndim(array) != 4:
+        raise WeakSegInputError(f"image of shape {np.shape(array)}: expected (C, Z, Y, X) intensities")
+    check_channels(_image_channels(model), array.shape[0], "image")
 
 
 # --------------------------------------------------------------------------- files

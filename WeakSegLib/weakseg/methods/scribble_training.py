@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from weakseg.cases import CohortCase
 from weakseg.contract import UNLABELLED
 from weakseg.data import augment, resize_labels
-from weakseg.engine import load_checkpoint, run_training, save_checkpoint
+from weakseg.engine import check_resume, load_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
@@ -211,20 +211,8 @@ def train_cohort(
 
 
 def _check_resumable(stored: dict, path: str, config: CohortConfig, class_names: list[str]) -> int:
-    metadata = stored.get("metadata") or {}
-    if metadata.get("method") != METHOD_NAME:
-        raise WeakSegInputError(f"{path}: cannot resume: not a WeakSeg cohort model")
-    if [name.lower() for name in metadata.get("class_names", [])] != [name.lower() for name in class_names]:
-        raise WeakSegInputError(
-            f"{path}: cannot resume: the model's classes {metadata.get('class_names')} differ from {class_names}"
-        )
-    stored_config = metadata.get("config", {})
-    for name in ARCHITECTURE_SETTINGS:
-        mine = config.as_dict()[name]
-        if stored_config.get(name) != mine:
-            raise WeakSegInputError(
-                f"{path}: cannot resume: {name} is {stored_config.get(name)} in the model but {mine} now"
-            )
+    """The step an interrupted run resumes from (:func:`weakseg.engine.check_resume`, network settings kept)."""
+    check_resume(stored, path, METHOD_NAME, class_names, config.as_dict(), ARCHITECTURE_SETTINGS)
     step = int(stored.get("step", 0))
     if step >= config.steps:
         raise WeakSegInputError(f"{path}: already trained for {step} steps; ask for more than {step} steps to resume")
