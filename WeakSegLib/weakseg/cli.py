@@ -20,7 +20,7 @@ from typing import Callable
 from weakseg import __version__
 from weakseg.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
 from weakseg.errors import CancelledError, WeakSegInputError
-from weakseg.methods.registry import METHODS, accepted_names, method_names
+from weakseg.methods.registry import METHODS, accepted_names, method_names, training_options
 from weakseg.methods.spec import PER_IMAGE, TRAINED
 from weakseg.progress import Progress
 
@@ -87,20 +87,6 @@ def _add_unpaired(parser: argparse.ArgumentParser) -> None:
                         help=f"folder of masks of OTHER images, the shape prior of {takers} "
                              "(default: the data folder's <case>_label files, with --unpaired-split)")
     parser.add_argument("--unpaired-split", help="cases whose masks serve as unpaired masks, e.g. 036-060")
-
-
-def training_options() -> dict[str, list[tuple[str, list]]]:
-    """Every settings option of the trained methods: option -> [(method, its fields)], in registry order."""
-    options: dict[str, list[tuple[str, list]]] = {}
-    for spec in METHODS:
-        if spec.usage != TRAINED:
-            continue
-        fields: dict[str, list] = {}
-        for item in spec.option_fields():
-            fields.setdefault(item.option, []).append(item)
-        for option, items in fields.items():
-            options.setdefault(option, []).append((spec.name, items))
-    return options
 
 
 def _default_text(items: list) -> str:

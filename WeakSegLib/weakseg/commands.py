@@ -20,7 +20,7 @@ from weakseg.cli_checks import (
     parse_option,
 )
 from weakseg.errors import WeakSegInputError
-from weakseg.methods.registry import METHODS, describe_methods, method_named
+from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
 from weakseg.methods.spec import PER_IMAGE, TRAINED, TrainingRequest
 from weakseg.progress import Progress
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
@@ -97,8 +97,6 @@ def training_settings(spec, arguments: argparse.Namespace):
         WeakSegInputError: an option the method does not take (naming the methods that do), or a
             value out of its range.
     """
-    from weakseg.cli import training_options
-
     offered = {item.option: [] for item in spec.option_fields()}
     for item in spec.option_fields():
         offered[item.option].append(item)

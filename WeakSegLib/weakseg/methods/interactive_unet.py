@@ -33,7 +33,7 @@ from weakseg.crf import CrfParams, refine_with_crf
 from weakseg.data import augment, normalise_intensity, pad_to_multiple, resize_images, resize_labels, volume_to_slices
 from weakseg.engine import run_training
 from weakseg.io import LoadedImage
-from weakseg.methods.interactive import InteractiveConfig
+from weakseg.methods.interactive_settings import InteractiveConfig
 from weakseg.losses import balanced_class_weights, partial_cross_entropy, total_variation
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from weakseg.errors import WeakSegInputError
 from weakseg.methods import cohort, growcut, imagelabel, interactive, maag, pce
-from weakseg.methods.spec import PER_IMAGE, TRAINED, MethodSpec
+from weakseg.methods.spec import PER_IMAGE, TRAINED, MethodSpec, OptionField
 
 METHODS: tuple[MethodSpec, ...] = (
     interactive.SPEC,
@@ -58,10 +58,24 @@ def method_for_model(metadata: dict, path: str) -> MethodSpec:
     return next((spec for spec in matching if spec.name == name), matching[0])
 
 
+def training_options() -> dict[str, list[tuple[str, list[OptionField]]]]:
+    """Every settings option of the trained methods: option -> [(method, its fields)], in registry order."""
+    options: dict[str, list[tuple[str, list[OptionField]]]] = {}
+    for spec in METHODS:
+        if spec.usage != TRAINED:
+            continue
+        fields: dict[str, list[OptionField]] = {}
+        for item in spec.option_fields():
+            fields.setdefault(item.option, []).append(item)
+        for option, items in fields.items():
+            options.setdefault(option, []).append((spec.name, items))
+    return options
+
+
 def describe_methods() -> list[dict]:
     """Every method as plain data (``weakseg methods --json``)."""
     return [spec.describe() for spec in METHODS]
 
 
 __all__ = ["METHODS", "PER_IMAGE", "TRAINED", "accepted_names", "describe_methods", "method_for_model",
-           "method_named", "method_names"]
+           "method_named", "method_names", "training_options"]
