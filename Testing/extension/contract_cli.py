@@ -7,9 +7,11 @@ second, without training anything:
 * ``segment``: every voxel takes the class whose scribbles' mean intensity is closest to its
   own, so a result matches the truth only if image and scribbles reached it aligned;
 * ``train``: checks the training folder (every ``_scribble``/``_label`` file on its image's
-  grid) and writes a JSON "model" naming its classes, cases and image labels;
+  grid) and writes a JSON "model" naming its classes, cases and image labels; it accepts the
+  real command line's training settings (``--steps`` ...) and ignores them;
 * ``predict``: labels voxels in the top quarter of the intensity range as the model's first
-  foreground class and writes ``<input stem>.seg.nrrd`` with WeakSegLib's writer.
+  foreground class and writes ``<input stem>.seg.nrrd`` with WeakSegLib's writer;
+* ``methods --json``: the real library's method list (the stand-in offers the same methods).
 
 Test-only switches (environment): ``WEAKSEG_STUB_SLEEP=<seconds>`` sleeps while reporting
 progress before working (to test cancel); ``WEAKSEG_STUB_FAIL=<message>`` exits with code 2
@@ -121,9 +123,17 @@ def predict(arguments) -> None:
         progress(100 * (index + 1) / len(arguments.images), f"{stem}")
 
 
+def methods(arguments) -> None:
+    from weakseg.methods.registry import describe_methods
+
+    print(json.dumps({"methods": describe_methods()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="weakseg")
     commands = parser.add_subparsers(dest="command", required=True)
+    methodsParser = commands.add_parser("methods")
+    methodsParser.add_argument("--json", action="store_true")
     segmentParser = commands.add_parser("segment")
     segmentParser.add_argument("image")
     segmentParser.add_argument("--scribbles", required=True)
@@ -138,6 +148,13 @@ def main() -> None:
     trainParser.add_argument("--method", default="cohort")
     trainParser.add_argument("--unpaired-masks")
     trainParser.add_argument("--image-labels")
+    from weakseg.methods.registry import training_options  # the real CLI's settings options, accepted as given
+
+    for option, takers in training_options().items():
+        if takers[0][1][0].kind == "bool":
+            trainParser.add_argument(option, action="store_true")
+        else:
+            trainParser.add_argument(option)
     predictParser = commands.add_parser("predict")
     predictParser.add_argument("model")
     predictParser.add_argument("images", nargs="+")
@@ -146,6 +163,9 @@ def main() -> None:
     for sub in (segmentParser, trainParser, predictParser):
         sub.add_argument("--progress", choices=("bar", "lines", "none"), default="bar")
     arguments = parser.parse_args()
+    if arguments.command == "methods":
+        methods(arguments)
+        return
     firstInput = {"segment": "scribbles", "train": "data_dir", "predict": "model"}[arguments.command]
     testSwitches(getattr(arguments, firstInput))
     {"segment": segment, "train": train, "predict": predict}[arguments.command](arguments)
