@@ -2,23 +2,27 @@
 
 The command line's choices and help, ``predict``'s dispatch on a model file, the
 benchmark's rows and the Slicer module's method list all come from :data:`METHODS`.
-Adding a method is adding its module under :mod:`weakseg.methods` and one line here.
+Adding a method is adding its module under :mod:`weakseg.methods` and its name to :data:`METHOD_MODULES`.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from weakseg.errors import WeakSegInputError
-from weakseg.methods import cohort, growcut, imagelabel, interactive, maag, pce
 from weakseg.methods.spec import PER_IMAGE, TRAINED, MethodSpec, OptionField
 
-METHODS: tuple[MethodSpec, ...] = (
-    interactive.SPEC,
-    growcut.SPEC,
-    cohort.SPEC,
-    pce.SPEC,
-    maag.SPEC,
-    imagelabel.SPEC,
+# The modules under weakseg.methods that export a method's SPEC, in the order users see them.
+METHOD_MODULES = (
+    "interactive",
+    "growcut",
+    "cohort",
+    "pce",
+    "maag",
+    "imagelabel",
 )
+
+METHODS: tuple[MethodSpec, ...] = tuple(importlib.import_module(f"weakseg.methods.{name}").SPEC for name in METHOD_MODULES)
 
 
 def method_names(usage: str | None = None) -> tuple[str, ...]:
