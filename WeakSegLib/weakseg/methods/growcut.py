@@ -39,6 +39,7 @@ from weakseg.methods.spec import PER_IMAGE, SCRIBBLES, MethodSpec
 
 if TYPE_CHECKING:
     from weakseg.io import LoadedImage
+    from weakseg.progress import Progress
     from weakseg.weak_labels import Scribbles
 
 MINIMUM_MARGIN = 3
@@ -153,7 +154,8 @@ def _slicer_growcut():
     return vtkImageGrowCutSegment, numpy_support, vtkImageData
 
 
-def segment(image: LoadedImage, scribbles: Scribbles, settings: None, device, progress, seed: int) -> np.ndarray:
+def segment(image: LoadedImage, scribbles: Scribbles, settings: None, device: object, progress: Progress,
+            seed: int) -> np.ndarray:
     """Run the method on one image (the :attr:`MethodSpec.segment` of this method); no training, no settings."""
     progress.report(0.0, "growing from seeds")
     labels = segment_growcut(image, scribbles)

@@ -50,12 +50,14 @@ from weakseg.data import augment, normalise_intensity, resize_images, volume_to_
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.engine import check_resume, load_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
+from weakseg.io import LoadedImage, read_image
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
 from weakseg.methods.appearance import foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.imagelabel import MODEL_KIND as METHOD_NAME
 from weakseg.methods.imagelabel import ImageLabelConfig
 from weakseg.methods.pseudo_labels import make_pseudo_labels
+from weakseg.methods.spec import TrainingRequest
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
 from weakseg.weak_labels import check_class_names
@@ -449,7 +451,7 @@ def load_image_label_model(
 # --------------------------------------------------------------------------- method spec functions
 
 
-def train(request) -> None:
+def train(request: TrainingRequest) -> None:
     """Train on the images an image-level label CSV names (:class:`~weakseg.methods.spec.TrainingRequest`).
 
     The images are looked up in ``request.data_dir``; ``request.split`` keeps the CSV's images whose
@@ -458,7 +460,6 @@ def train(request) -> None:
     """
     from weakseg.cases import parse_split
     from weakseg.image_labels import read_image_labels, resolve_image_path
-    from weakseg.io import read_image
 
     if not request.image_labels:
         raise WeakSegInputError("method imagelabel needs --image-labels CSV (image,slices,label rows)")
@@ -479,7 +480,7 @@ def train(request) -> None:
                             request.out_path, resume=request.resume)
 
 
-def predict_image(model: ImageLabelModel, image, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
+def predict_image(model: ImageLabelModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
     """Segment a :class:`~weakseg.io.LoadedImage` (the ``predict`` of the method spec)."""
     progress.report(0.0, "segmenting")
     labels, probabilities = segment_volume(model, image.array, image.spacing_zyx)

@@ -7,11 +7,22 @@ scribbles adapt a trained model instead (the model's method does the work).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from weakseg.methods.interactive_settings import InteractiveConfig
 from weakseg.methods.spec import PER_IMAGE, SCRIBBLES, MethodSpec
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-def segment(image, scribbles, settings: InteractiveConfig, device, progress, seed: int):
+    from weakseg.io import LoadedImage
+    from weakseg.progress import Progress
+    from weakseg.weak_labels import Scribbles
+
+
+def segment(image: LoadedImage, scribbles: Scribbles, settings: InteractiveConfig, device: torch.device,
+            progress: Progress, seed: int) -> np.ndarray:
     """Run the method on one image (the :attr:`MethodSpec.segment` of this method)."""
     import torch
 

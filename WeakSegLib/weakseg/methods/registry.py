@@ -51,15 +51,17 @@ def method_named(name: str, usage: str | None = None) -> MethodSpec:
 def method_for_model(metadata: dict, path: str) -> MethodSpec:
     """The method that reads a model file, from the ``method`` its metadata records.
 
+    Methods that share a model file format (cohort, pce, maag) read each other's files; the
+    first of them answers.
+
     Raises:
         WeakSegInputError: a model of no known method.
     """
     kind = (metadata or {}).get("method")
-    name = (metadata or {}).get("method_name")
     matching = [spec for spec in METHODS if spec.usage == TRAINED and spec.model_kind == kind]
     if not matching:
         raise WeakSegInputError(f"{path}: not a model of any WeakSeg method (method {kind!r})")
-    return next((spec for spec in matching if spec.name == name), matching[0])
+    return matching[0]
 
 
 def training_options() -> dict[str, list[tuple[str, list[OptionField]]]]:

@@ -21,6 +21,7 @@ from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.methods.scribble_settings import ARCHITECTURE_SETTINGS, CohortConfig
+from weakseg.methods.spec import TrainingRequest
 from weakseg.methods.scribble_unet import (
     METHOD_NAME,
     NORMALISATION,
@@ -219,7 +220,7 @@ def _check_resumable(stored: dict, path: str, config: CohortConfig, class_names:
     return step
 
 
-def train(request) -> None:
+def train(request: TrainingRequest) -> None:
     """Train the method of ``request.settings`` on the cohort folder's cases (:class:`~weakseg.methods.spec.TrainingRequest`)."""
     from weakseg.cases import list_cases
 
