@@ -103,3 +103,25 @@ def test_the_stand_in_and_the_real_command_line_accept_the_same_arguments_and_wr
         assert result.returncode == 0, (side, result.stderr[-2000:])
         written[side] = sorted(path.name for path in out.iterdir())
     assert written["stand-in"] == written["real"] == outputs
+
+
+def test_the_panels_starting_method_lists_are_methods_of_the_library(slicerModule):
+    from WeakSegExtensionLib import logic
+    from weakseg.methods.registry import accepted_names
+    from weakseg.methods.spec import PER_IMAGE, TRAINED
+
+    assert set(logic.METHODS) <= set(accepted_names(PER_IMAGE))
+    assert set(logic.TRAINING_METHODS) <= set(accepted_names(TRAINED))
+
+
+def test_the_logic_asks_the_command_line_which_methods_exist(slicerModule, tmp_path):
+    from WeakSegExtensionLib.errors import WeakSegInputError
+    from WeakSegExtensionLib.logic import WeakSegLogic
+    from weakseg.methods.registry import method_names
+
+    logic = WeakSegLogic(scene=slicerModule.vtkMRMLScene(), cliCommand=[sys.executable, str(STUB_CLI)],
+                         temporaryDirectory=str(tmp_path))
+    assert [entry["name"] for entry in logic.methodCatalog()] == list(method_names())
+    assert logic.method("weakseg", "per-image")["name"] == "interactive"
+    with pytest.raises(WeakSegInputError, match="unknown training method 'nothing'"):
+        logic.method("nothing", "trained")
