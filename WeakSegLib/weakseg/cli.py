@@ -89,14 +89,20 @@ def _add_unpaired(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unpaired-split", help="cases whose masks serve as unpaired masks, e.g. 036-060")
 
 
-def _default_text(items: list) -> str:
-    def shown(value) -> str:
-        return ",".join(str(item) for item in value) if isinstance(value, tuple) else f"{value:g}" if isinstance(
-            value, float) else str(value)
+def _shown(value) -> str:
+    """A default as the command line writes it: ``8,16,32``, ``0.002``, ``3000``."""
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
+
+def _default_text(items: list) -> str:
+    """One method's default of an option (each field's when the option sets several)."""
     if len(items) == 1:
-        return shown(items[0].default)
-    return ", ".join(f"{item.name} {shown(item.default)}" for item in items)
+        return _shown(items[0].default)
+    return ", ".join(f"{item.name} {_shown(item.default)}" for item in items)
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -111,8 +117,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         if first.kind == "bool":
             parser.add_argument(option, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(option, metavar=first.kind.upper().rstrip("S") + ("S" if first.kind == "ints" else ""),
-                                help=help_text)
+            parser.add_argument(option, metavar=first.kind.upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
