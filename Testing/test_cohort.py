@@ -18,16 +18,11 @@ import torch
 from weakseg.engine import save_checkpoint
 from weakseg.errors import CancelledError, WeakSegInputError
 from weakseg.io import labels_to_image, read_image
-from weakseg.methods.cohort import (
-    CohortConfig,
-    adapt_to_scribbles,
-    list_cases,
-    load_cohort_model,
-    parse_split,
-    _outside_scribbles,
-    predict_volume,
-    train_cohort,
-)
+from weakseg.cases import list_cases, parse_split
+from weakseg.methods.scribble_settings import CohortConfig
+from weakseg.methods.scribble_training import train_cohort
+from weakseg.methods.scribble_unet import adapt_to_scribbles, load_cohort_model, predict_volume
+from weakseg.methods.scribble_unet import outside_scribbles as _outside_scribbles
 from weakseg.models import UNet2D
 from weakseg.progress import Progress
 from weakseg.weak_labels import UNLABELLED, Scribbles, load_scribbles

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from weakseg import crf
+from weakseg import crf, crf_torch
 from weakseg.crf import CrfParams, pydensecrf_available, refine_with_crf, resolve_mode
 from weakseg.errors import WeakSegInputError
 from weakseg.metrics import dice_per_class
@@ -141,9 +141,9 @@ def test_3d_refinement_by_slabs_matches_the_whole_volume(monkeypatch):
     image, probabilities = random_case(1, 3, (9, 30, 26))
     params = replace(CrfParams(), mode="3d", exact_max_voxels=0, appearance_position_mm=2.0)
     whole = refine_with_crf(image, probabilities, (2.0, 1.0, 1.0), params, backend="torch")
-    monkeypatch.setattr(crf, "WEIGHT_CACHE_BYTES", 1)
-    monkeypatch.setattr(crf, "SLAB_VOXELS", 2 * 30 * 26)
-    monkeypatch.setattr(crf, "_cached_mean_field", None)
+    monkeypatch.setattr(crf_torch, "WEIGHT_CACHE_BYTES", 1)
+    monkeypatch.setattr(crf_torch, "SLAB_VOXELS", 2 * 30 * 26)
+    monkeypatch.setattr(crf_torch, "_cached_mean_field", None)
     slabs = refine_with_crf(image, probabilities, (2.0, 1.0, 1.0), params, backend="torch")
     np.testing.assert_allclose(slabs, whole, atol=1e-6)
 

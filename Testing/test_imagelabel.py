@@ -13,10 +13,10 @@ import torch
 from weakseg.cli import main
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
-from weakseg.methods.imagelabel import (
-    ImageLabelConfig,
+from weakseg.methods.imagelabel import ImageLabelConfig
+from weakseg.methods.imagelabel_baselines import cam_probabilities
+from weakseg.methods.imagelabel_pipeline import (
     LabelledVolume,
-    cam_probabilities,
     load_image_label_model,
     segment_volume,
     train_image_label_model,
@@ -131,7 +131,7 @@ def test_bench_imagelabel_rejects_an_unknown_method(tmp_path, capsys):
 
 @pytest.mark.skipif(not (SHARED_DATA / "medimgseg").is_dir(), reason="../shared/data/medimgseg is not on this machine")
 def test_medimgseg_layout_is_read(tmp_path):
-    from weakseg.bench_imagelabel import _medimgseg_splits, detect_layout
+    from weakseg.bench.imagelabel import _medimgseg_splits, detect_layout
 
     folder = str(SHARED_DATA / "medimgseg")
     assert detect_layout(folder) == "medimgseg"

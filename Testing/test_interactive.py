@@ -8,7 +8,8 @@ import pytest
 from synthetic_data import dice
 from weakseg.errors import CancelledError
 from weakseg.io import read_image
-from weakseg.methods.interactive import InteractiveConfig, propagate_scribbles, region_of_interest, segment_interactive
+from weakseg.methods.interactive import InteractiveConfig
+from weakseg.methods.interactive_unet import propagate_scribbles, region_of_interest, segment_interactive
 from weakseg.progress import Progress
 from weakseg.weak_labels import UNLABELLED, load_scribbles
 

@@ -27,7 +27,8 @@ from weakseg.io import (
     write_atomically,
     write_image,
 )
-from weakseg.segnrrd import Segment, default_color, read_seg_nrrd, write_seg_nrrd
+from weakseg.contract import palette_color as default_color
+from weakseg.segnrrd import Segment, read_seg_nrrd, write_seg_nrrd
 
 SPACING = (0.7, 0.9, 2.5)
 ORIGIN = (12.0, -30.5, 4.25)

@@ -19,19 +19,23 @@ from learning_tasks import DISK_ONLY, TWO_BLOBS, dice, write_decoy_cohort, write
 from synthetic_data import make_blob_volume
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.io import read_image
-from weakseg.methods import segment_image
-from weakseg.methods.cohort import (
-    adapt_to_scribbles,
-    config_for_method,
-    list_cases,
-    load_cohort_model,
-    predict_volume,
-    train_cohort,
-)
-from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, segment_volume, train_image_label_model
-from weakseg.methods.interactive import InteractiveConfig, segment_interactive
+from weakseg.apply import segment_image
+from weakseg.cases import list_cases
+from weakseg.methods.registry import method_named
+from weakseg.methods.scribble_training import train_cohort
+from weakseg.methods.scribble_unet import adapt_to_scribbles, load_cohort_model, predict_volume
+from weakseg.methods.imagelabel import ImageLabelConfig
+from weakseg.methods.imagelabel_pipeline import LabelledVolume, segment_volume, train_image_label_model
+from weakseg.methods.interactive_settings import InteractiveConfig
+from weakseg.methods.interactive_unet import segment_interactive
 from weakseg.unpaired_masks import list_mask_files
 from weakseg.weak_labels import Scribbles, load_scribbles
+
+
+def config_for_method(method: str, **changes):
+    """The settings of the registered method ``method`` with ``changes``."""
+    return method_named(method).make_settings(**changes)
+
 
 TINY = dict(image_size=32, channels=(4, 8, 16), batch_size=6, checkpoint_every=1000, seed=1)
 

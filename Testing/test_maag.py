@@ -15,7 +15,15 @@ from weakseg.engine import load_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image
 from weakseg.methods.adversarial import mask_pyramid
-from weakseg.methods.cohort import config_for_method, list_cases, load_cohort_model, predict_volume, train_cohort
+from weakseg.cases import list_cases
+from weakseg.methods.registry import method_named
+from weakseg.methods.scribble_training import train_cohort
+from weakseg.methods.scribble_unet import load_cohort_model, predict_volume
+
+
+def config_for_method(method: str, **changes):
+    """The settings of a registered scribble method with ``changes`` on top."""
+    return method_named(method).make_settings(**changes)
 from weakseg.models import AttentionUNet2D, MultiScaleDiscriminator, UNet2D, build_network
 from weakseg.segnrrd import Segment, write_seg_nrrd
 from weakseg.unpaired_masks import list_mask_files, load_unpaired_masks

@@ -19,10 +19,20 @@ import torch
 from learning_tasks import dice
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.io import read_image, read_labelmap
-from weakseg.methods import segment_image
-from weakseg.methods.cohort import config_for_method, list_cases, load_cohort_model, predict_volume, train_cohort
-from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, segment_volume, train_image_label_model
+from weakseg.apply import segment_image
+from weakseg.cases import list_cases
+from weakseg.methods.registry import method_named
+from weakseg.methods.scribble_training import train_cohort
+from weakseg.methods.scribble_unet import load_cohort_model, predict_volume
+from weakseg.methods.imagelabel import ImageLabelConfig
+from weakseg.methods.imagelabel_pipeline import LabelledVolume, segment_volume, train_image_label_model
 from weakseg.weak_labels import load_scribbles
+
+
+def config_for_method(method: str, **changes):
+    """The settings of the registered method ``method`` with ``changes``."""
+    return method_named(method).make_settings(**changes)
+
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ACDC = DATA / "acdc"

@@ -17,12 +17,21 @@ import torch
 from weakseg.engine import load_checkpoint
 from weakseg.errors import CancelledError
 from weakseg.image_labels import slice_labels_from_mask
-from weakseg.methods.cohort import config_for_method, list_cases, train_cohort
-from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, train_image_label_model
+from weakseg.cases import list_cases
+from weakseg.methods.registry import method_named
+from weakseg.methods.scribble_training import train_cohort
+from weakseg.methods.imagelabel import ImageLabelConfig
+from weakseg.methods.imagelabel_pipeline import LabelledVolume, train_image_label_model
 from weakseg.progress import Progress
 from weakseg.unpaired_masks import list_mask_files
 
 from learning_tasks import TWO_BLOBS, write_two_blob_cohort
+
+
+def config_for_method(method: str, **changes):
+    """The settings of the registered method ``method`` with ``changes``."""
+    return method_named(method).make_settings(**changes)
+
 
 TINY = dict(image_size=32, channels=(4, 8, 16), batch_size=4, checkpoint_every=5, seed=3)
 

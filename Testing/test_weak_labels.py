@@ -15,7 +15,8 @@ import SimpleITK as sitk
 
 from weakseg.errors import WeakSegInputError
 from weakseg.io import labels_to_image, read_image, write_image
-from weakseg.segnrrd import Segment, default_color, write_seg_nrrd
+from weakseg.contract import palette_color as default_color
+from weakseg.segnrrd import Segment, write_seg_nrrd
 from weakseg.weak_labels import UNLABELLED, default_class_names, load_scribbles
 
 CLASSES = ["background", "RV", "Myo", "LV"]

@@ -21,7 +21,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from WeakSegExtensionLib import cohort, install, mrml_bridge, segment_editor
+from WeakSegExtensionLib import cohort_labels, install, mrml_bridge, segment_editor
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
 from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic  # noqa: F401  (the module's logic)
 
@@ -356,7 +356,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- cohort ---------------------------------------------------------------------------------
 
     def _cohortClasses(self) -> list[str]:
-        return self._classNames() or cohort.cohortClassNames(self.logic.cohortRows())
+        return self._classNames() or cohort_labels.cohortClassNames(self.logic.cohortRows())
 
     def refreshCohortTable(self) -> None:
         """Show every volume with its labels; refresh the label choices from the class list."""
@@ -377,7 +377,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 table.setItem(index, column, item)
         current = self.ui.imageLabelComboBox.currentText
         self.ui.imageLabelComboBox.clear()
-        self.ui.imageLabelComboBox.addItems(cohort.allowedImageLabels(self._cohortClasses()))
+        self.ui.imageLabelComboBox.addItems(cohort_labels.allowedImageLabels(self._cohortClasses()))
         self.ui.imageLabelComboBox.setCurrentText(current)
 
     def _selectedVolumes(self) -> list:

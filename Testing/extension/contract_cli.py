@@ -10,10 +10,12 @@ second, without training anything:
   truth only if image and scribbles reached it aligned; never a Dice claim for a method);
 * ``train``: checks the training folder (every ``_scribble``/``_label`` file on its image's
   grid) and writes a JSON "model" naming its classes, cases and image labels; ``--resume``
-  needs the model file, as the real command does;
+  needs the model file, as the real command does; it accepts the real command line's training
+  settings (``--steps`` ...) and ignores them;
 * ``predict``: labels voxels in the top quarter of the intensity range as the model's first
   foreground class and writes ``<input name without its suffix>.seg.nrrd`` (the real
-  command's naming) with WeakSegLib's writer.
+  command's naming) with WeakSegLib's writer;
+* ``methods --json``: the real library's method list (the stand-in offers the same methods).
 
 Exit status as the real command: 0 done, 2 bad input, 130 on SIGTERM (cancel).
 ``Testing/extension/test_contract_cli.py`` checks this stand-in against the real command line.
@@ -137,8 +139,9 @@ def train(arguments) -> None:
 
 
 def predict(arguments) -> None:
+    from weakseg.contract import class_color
     from weakseg.io import suffix_of
-    from weakseg.segnrrd import Segment, default_color, write_seg_nrrd
+    from weakseg.segnrrd import Segment, write_seg_nrrd
 
     model = json.loads(Path(arguments.model).read_text())
     foreground = model["classes"][1]
@@ -151,13 +154,21 @@ def predict(arguments) -> None:
         stem = name[: len(name) - len(suffix_of(name))]
         if arguments.format != ".seg.nrrd":
             fail(f"{arguments.format}: the stand-in writes .seg.nrrd only")
-        write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, default_color(1))])
+        write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, class_color(foreground, 1))])
         progress(100 * (index + 1) / len(arguments.images), f"{stem}")
+
+
+def methods(arguments) -> None:
+    from weakseg.methods.registry import describe_methods
+
+    print(json.dumps({"methods": describe_methods()}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="weakseg")
     commands = parser.add_subparsers(dest="command", required=True)
+    methodsParser = commands.add_parser("methods")
+    methodsParser.add_argument("--json", action="store_true")
     segmentParser = commands.add_parser("segment")
     segmentParser.add_argument("image")
     segmentParser.add_argument("--scribbles", required=True)
@@ -169,9 +180,17 @@ def main() -> None:
     trainParser.add_argument("--out", required=True)
     trainParser.add_argument("--classes", required=True)
     trainParser.add_argument("--resume", action="store_true")
-    trainParser.add_argument("--method", choices=("cohort", "pce", "maag"), default="cohort")
+    from weakseg.methods.registry import TRAINED, accepted_names, training_options
+
+    trainParser.add_argument("--method", choices=accepted_names(TRAINED), default="cohort")
     trainParser.add_argument("--unpaired-masks")
     trainParser.add_argument("--image-labels")
+
+    for option, takers in training_options().items():  # the real CLI's settings options, accepted as given
+        if takers[0][1][0].kind == "bool":
+            trainParser.add_argument(option, action="store_true")
+        else:
+            trainParser.add_argument(option)
     predictParser = commands.add_parser("predict")
     predictParser.add_argument("model")
     predictParser.add_argument("images", nargs="+")
@@ -184,6 +203,9 @@ def main() -> None:
             record.write(json.dumps(sys.argv[1:]) + "\n")
     signal.signal(signal.SIGTERM, cancel)
     arguments = parser.parse_args()
+    if arguments.command == "methods":
+        methods(arguments)
+        return
     firstInput = {"segment": "scribbles", "train": "data_dir", "predict": "model"}[arguments.command]
     testSwitches(getattr(arguments, firstInput))
     {"segment": segment, "train": train, "predict": predict}[arguments.command](arguments)

@@ -81,9 +81,14 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_parser(scene, 
     logic.trainCohort([lesion], tmp_path / "lesion.pt", classNames=["background", "LV"], method="imagelabel")
     logic.applyModel(tmp_path / "cohort.pt", [scribbled, lesion])
 
-    commands = [json.loads(line) for line in record.read_text().splitlines()]
+    recorded = [json.loads(line) for line in record.read_text().splitlines()]
+    queries = [command for command in recorded if command[0] == "methods"]
+    commands = [command for command in recorded if command[0] != "methods"]
+    assert queries, "the logic asks the command line which methods exist"
     assert [command[0] for command in commands] == ["segment"] * 2 + ["train"] * 5 + ["predict"]
     parser = build_parser()
+    for query in queries:
+        assert parser.parse_args(query).json
     parsed = []
     for command in commands:
         try:
@@ -101,7 +106,9 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_parser(scene, 
 
 
 def test_stand_in_names_predict_outputs_as_the_real_command(tmp_path):
-    from weakseg.methods.cohort import CohortConfig, list_cases, train_cohort
+    from weakseg.cases import list_cases
+    from weakseg.methods.scribble_settings import CohortConfig
+    from weakseg.methods.scribble_training import train_cohort
 
     (tmp_path / "cohort").mkdir()
     folder = write_two_blob_cohort(tmp_path / "cohort", 2)

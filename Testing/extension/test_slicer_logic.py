@@ -34,7 +34,7 @@ pytest.importorskip("slicer", reason="slicer-core is not installed")
 from WeakSegExtensionLib import mrml_bridge  # noqa: E402
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegInputError  # noqa: E402
 from WeakSegExtensionLib.logic import WeakSegLogic  # noqa: E402
-from WeakSegExtensionLib.results import SOURCE_TAG, VOLUME_TAG  # noqa: E402
+from WeakSegExtensionLib.result_segments import SOURCE_TAG, VOLUME_TAG  # noqa: E402
 from WeakSegExtensionLib.runner import ProgressEvent  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def test_segment_from_scribbles_writes_one_segment_per_class_with_high_dice(logi
         assert mrml_bridge.segmentTag(output, segmentId, SOURCE_TAG) == "WeakSeg"
         assert mrml_bridge.segmentTag(output, segmentId, VOLUME_TAG) == volumeNode.GetID()
     lv = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("LV"))
-    assert "Left ventricle" in lv.GetTerminology()
+    assert "SCT^87878005^Left Ventricle" in lv.GetTerminology()  # the code and meaning of Slicer's General Anatomy list
     assert volumeNode.GetNodeReference("WeakSegResult") is output
 
 

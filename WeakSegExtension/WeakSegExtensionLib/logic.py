@@ -19,8 +19,10 @@ a running :class:`WeakSegJob` that the widget polls from a timer.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,23 +31,25 @@ from typing import Sequence
 import numpy as np
 import slicer
 
-from WeakSegExtensionLib import cohort, install, mrml_bridge
+from WeakSegExtensionLib import cohort_labels, install, mrml_bridge
 from WeakSegExtensionLib.errors import WeakSegDependencyError, WeakSegInputError
 from WeakSegExtensionLib.jobs import LogCallback, ProgressCallback, WeakSegJob
 from WeakSegExtensionLib.mrml_bridge import BACKGROUND, UNLABELLED, describeNode
-from WeakSegExtensionLib.results import ResultHistory, SegmentationResult, classColor, writeSegments
+from WeakSegExtensionLib.result_segments import ResultHistory, SegmentationResult, classColor, writeSegments
 
 try:
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 except ImportError:  # slicer-core without the application (tests, scripts): no module framework, no Qt
     ScriptedLoadableModuleLogic = object
 
+# The methods the panel offers before the library has been asked (it may not be installed
+# yet); which methods exist, what each learns from and which are valid comes from the
+# library itself (``weakseg methods --json``, :meth:`WeakSegLogic.methodCatalog`).
 METHODS = ("weakseg", "growcut")
-# Cohort training methods of ``weakseg train --method``: cohort (scribbles, masks as dense
-# scribbles), maag (scribbles + the masks of other volumes as an adversarial shape prior),
-# pce (maag's network with partial cross-entropy only, for comparison), imagelabel (the
-# volumes' and slice ranges' image-level labels: CAM -> pseudo labels -> self-training -> CRF).
 TRAINING_METHODS = ("cohort", "maag", "pce", "imagelabel")
+PER_IMAGE_USAGE = "per-image"
+TRAINED_USAGE = "trained"
+IMAGE_LABELS = "image-labels"
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -87,6 +91,36 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         self.temporaryDirectory = temporaryDirectory
         self.logCallback = logCallback
         self.history = ResultHistory()
+        self._methodCatalog: list[dict] | None = None
+
+    # -- methods -------------------------------------------------------------------------------
+
+    def methodCatalog(self) -> list[dict]:
+        """The library's methods as it describes them (``weakseg methods --json``), asked once.
+
+        Each entry has ``name``, ``aliases``, ``usage`` (``per-image`` / ``trained``),
+        ``learns_from``, ``adapts_to_scribbles``, ``needs_unpaired_masks`` and ``options``.
+        """
+        if self._methodCatalog is None:
+            self.checkDependencies()
+            completed = subprocess.run([*self.cliCommand, "methods", "--json"], capture_output=True, text=True,
+                                       timeout=120)
+            if completed.returncode != 0:
+                raise WeakSegDependencyError(f"the WeakSeg command line cannot list its methods: {completed.stderr.strip()}")
+            self._methodCatalog = json.loads(completed.stdout)["methods"]
+        return self._methodCatalog
+
+    def methodNames(self, usage: str) -> list[str]:
+        """Names of the library's methods of one usage (``per-image`` or ``trained``)."""
+        return [entry["name"] for entry in self.methodCatalog() if entry["usage"] == usage]
+
+    def method(self, name: str, usage: str) -> dict:
+        """The catalogue entry of method ``name`` (or an old spelling of it) of that usage."""
+        for entry in self.methodCatalog():
+            if entry["usage"] == usage and name in [entry["name"], *entry["aliases"]]:
+                return entry
+        kind = "training method" if usage == TRAINED_USAGE else "method"
+        raise WeakSegInputError(f"unknown {kind} {name!r}; choose one of {self.methodNames(usage)}")
 
     # -- dependencies --------------------------------------------------------------------------
 
@@ -133,7 +167,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         for code, className in enumerate(classNames):
             color = (0.35, 0.35, 0.35) if code == 0 else classColor(className, code)
             segmentation.AddEmptySegment("", className, list(color))
-        volumeNode.SetNodeReferenceID(cohort.SCRIBBLES_ROLE, segmentationNode.GetID())
+        volumeNode.SetNodeReferenceID(cohort_labels.SCRIBBLES_ROLE, segmentationNode.GetID())
         return segmentationNode
 
     def paintScribbles(self, scribbleSegmentationNode, volumeNode, className: str, mask: np.ndarray) -> None:
@@ -218,10 +252,8 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
         The job's result is a :class:`SegmentationResult`; nothing is written to the scene.
         """
-        if method not in METHODS:
-            raise WeakSegInputError(f"unknown method {method!r}; choose one of {list(METHODS)}")
         labels, classNames = self.scribbleLabels(volumeNode, scribbleSegmentationNode, classNames)
-        self.checkDependencies()
+        self.method(method, PER_IMAGE_USAGE)
         geometry = mrml_bridge.volumeGeometry(volumeNode)
         work = self._workDirectory("segment")
         imagePath, scribblePath, outputPath = (str(work / name) for name in ("image.nrrd", "scribbles.nrrd", "result.nrrd"))
@@ -278,19 +310,19 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
     def resultSegmentationNode(self, volumeNode, create: bool = True):
         """The segmentation that holds WeakSeg results for ``volumeNode`` (made on first use when ``create``)."""
-        node = volumeNode.GetNodeReference(cohort.RESULT_ROLE)
+        node = volumeNode.GetNodeReference(cohort_labels.RESULT_ROLE)
         if node is not None or not create:
             return node
         node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} WeakSeg")
         node.CreateDefaultDisplayNodes()
         node.SetAttribute(ROLE_ATTRIBUTE, "result")
-        volumeNode.SetNodeReferenceID(cohort.RESULT_ROLE, node.GetID())
+        volumeNode.SetNodeReferenceID(cohort_labels.RESULT_ROLE, node.GetID())
         return node
 
     def applyResult(self, result: SegmentationResult, outputSegmentationNode=None):
         """Write a result into ``outputSegmentationNode`` (default: the volume's result node), undoably."""
         volumeNode = result.volumeNode
-        self._checkOutputNode(outputSegmentationNode, volumeNode.GetNodeReference(cohort.SCRIBBLES_ROLE), volumeNode)
+        self._checkOutputNode(outputSegmentationNode, volumeNode.GetNodeReference(cohort_labels.SCRIBBLES_ROLE), volumeNode)
         output = outputSegmentationNode or self.resultSegmentationNode(volumeNode)
         if output.GetSegmentation().GetNumberOfSegments() == 0:
             output.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
@@ -334,19 +366,19 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
     def setImageLabel(self, volumeNode, label: str | None, firstSlice: int | None = None, lastSlice: int | None = None,
                       classNames: Sequence[str] | None = None) -> None:
         """Label a volume, or its slices ``firstSlice..lastSlice``, with a class name or "healthy"."""
-        cohort.setImageLabel(volumeNode, label, firstSlice, lastSlice, classNames)
+        cohort_labels.setImageLabel(volumeNode, label, firstSlice, lastSlice, classNames)
 
     def getImageLabel(self, volumeNode, sliceIndex: int | None = None) -> str | None:
         """The image-level label of a volume, or of one of its slices."""
-        return cohort.getImageLabel(volumeNode, sliceIndex)
+        return cohort_labels.getImageLabel(volumeNode, sliceIndex)
 
     def exportLabels(self, csvPath: str | os.PathLike, volumeNodes: Sequence | None = None) -> int:
         """Write image labels (all volumes of the scene by default) to CSV; returns the row count."""
-        return cohort.exportLabels(csvPath, volumeNodes if volumeNodes is not None else self.volumeNodes())
+        return cohort_labels.exportLabels(csvPath, volumeNodes if volumeNodes is not None else self.volumeNodes())
 
     def importLabels(self, csvPath: str | os.PathLike, classNames: Sequence[str] | None = None) -> list:
         """Read image labels from CSV onto the scene's volumes (matched by name); returns the volumes changed."""
-        return cohort.importLabels(csvPath, self.volumeNodes(), classNames)
+        return cohort_labels.importLabels(csvPath, self.volumeNodes(), classNames)
 
     # -- cohort --------------------------------------------------------------------------------
 
@@ -361,48 +393,47 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
     def setScribbleSegmentation(self, volumeNode, segmentationNode) -> None:
         """Link a scribble segmentation to a volume for cohort training (None unlinks)."""
-        volumeNode.SetNodeReferenceID(cohort.SCRIBBLES_ROLE, segmentationNode.GetID() if segmentationNode else None)
+        volumeNode.SetNodeReferenceID(cohort_labels.SCRIBBLES_ROLE, segmentationNode.GetID() if segmentationNode else None)
 
     def setMaskSegmentation(self, volumeNode, segmentationNode) -> None:
         """Link a full-mask segmentation (every voxel labelled) to a volume for cohort training (None unlinks)."""
-        volumeNode.SetNodeReferenceID(cohort.MASK_ROLE, segmentationNode.GetID() if segmentationNode else None)
+        volumeNode.SetNodeReferenceID(cohort_labels.MASK_ROLE, segmentationNode.GetID() if segmentationNode else None)
 
-    def cohortRows(self, volumeNodes: Sequence | None = None) -> list[cohort.CohortRow]:
-        return [cohort.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
+    def cohortRows(self, volumeNodes: Sequence | None = None) -> list[cohort_labels.CohortRow]:
+        return [cohort_labels.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
 
     def startTraining(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
                       resume: bool = False, extraArguments: Sequence[str] = (), method: str = "cohort") -> WeakSegJob:
         """Write the cohort to a training folder and start ``weakseg train``; the job's result is the model path.
 
-        ``method`` is one of :data:`TRAINING_METHODS`; for ``maag`` the volumes with scribbles
-        train and the full masks of the other volumes are the unpaired shape prior
-        (:func:`cohort.splitForShapePrior`); ``imagelabel`` trains on the image-level labels of
-        the volumes that have one (``weakseg train --image-labels``).
+        ``method`` is one of the library's trained methods (:meth:`methodNames`); for a method that
+        needs unpaired masks (``maag``) the volumes with scribbles train and the full masks of the
+        other volumes are the unpaired shape prior (:func:`cohort_labels.splitForShapePrior`); a method
+        that learns from image-level labels (``imagelabel``) trains on the labels of the volumes
+        that have one (``weakseg train --method imagelabel --image-labels CSV``).
         """
-        if method not in TRAINING_METHODS:
-            raise WeakSegInputError(f"unknown training method {method!r}; choose one of {list(TRAINING_METHODS)}")
+        spec = self.method(method, TRAINED_USAGE)
+        fromImageLabels = IMAGE_LABELS in spec["learns_from"]
         rows = self.cohortRows(volumeNodes)
-        cohort.checkOneClassSet(rows)
-        classNames = mrml_bridge.checkClassNames(classNames or cohort.cohortClassNames(rows), "cohort classes")
+        cohort_labels.checkOneClassSet(rows)
+        classNames = mrml_bridge.checkClassNames(classNames or cohort_labels.cohortClassNames(rows), "cohort classes")
         modelPath = Path(modelPath)
         if not modelPath.parent.is_dir():
             raise WeakSegInputError(f"{modelPath}: its folder does not exist")
         maskRows = []
-        if method == "maag":
-            rows, maskRows = cohort.splitForShapePrior(rows)
-        if method == "imagelabel":
+        if spec["needs_unpaired_masks"]:
+            rows, maskRows = cohort_labels.splitForShapePrior(rows)
+        if fromImageLabels:
             rows = [row for row in rows if row.imageLabel or row.sliceLabels]
             if not rows:
                 raise WeakSegInputError("training from image-level labels, but no volume of the cohort has one")
-        self.checkDependencies()
         work = self._workDirectory("train")
-        cases = cohort.writeTrainingFolder(rows, work / "data", classNames)
-        if method == "imagelabel":
-            methodArguments = ["--image-labels", str(work / "data" / cohort.IMAGE_LABELS_FILE)]
-        else:
-            methodArguments = ["--method", method]
+        cases = cohort_labels.writeTrainingFolder(rows, work / "data", classNames)
+        methodArguments = ["--method", spec["name"]]
+        if fromImageLabels:
+            methodArguments += ["--image-labels", str(work / "data" / cohort_labels.IMAGE_LABELS_FILE)]
         if maskRows:
-            cohort.writeUnpairedMasks(maskRows, work / "unpaired", classNames)
+            cohort_labels.writeUnpairedMasks(maskRows, work / "unpaired", classNames)
             methodArguments += ["--unpaired-masks", str(work / "unpaired")]
         command = [*self.cliCommand, "train", str(work / "data"), "--out", str(modelPath), "--classes", ",".join(classNames),
                    *methodArguments, "--progress", "lines", *(["--resume"] if resume else []), *extraArguments]
@@ -435,7 +466,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         work = self._workDirectory("predict")
         (work / "inputs").mkdir()
         taken: set[str] = set()
-        cases = {cohort.caseName(node.GetName(), taken): node for node in volumeNodes}
+        cases = {cohort_labels.caseName(node.GetName(), taken): node for node in volumeNodes}
         inputs = []
         for case, volumeNode in cases.items():
             inputs.append(str(work / "inputs" / f"{case}.nrrd"))

@@ -29,9 +29,8 @@ import vtk
 from vtkmodules.util import numpy_support
 
 from WeakSegExtensionLib.errors import WeakSegInputError
+from WeakSegExtensionLib.library_contract import BACKGROUND, UNLABELLED
 
-UNLABELLED = 255
-BACKGROUND = "background"
 GEOMETRY_TOLERANCE = 1e-3
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 IMAGE_LABEL_ATTRIBUTE = "WeakSeg.ImageLabel"

@@ -1,9 +1,12 @@
 """The ``weakseg`` command line.
 
-Each sub-command reads its inputs, checks them, runs one library function and writes
-its output atomically. Bad input exits with status 2 and a one-line message naming the
-file or value; a cancelled run (Ctrl-C or SIGTERM, as the Slicer module sends) exits
-with 130. Neither leaves a partial output behind.
+Each sub-command checks every argument first (:mod:`weakseg.cli_checks`), then runs one
+library function and writes its output atomically. Bad input exits with status 2 and a
+one-line message naming the file or value; a cancelled run (Ctrl-C or SIGTERM, as the
+Slicer module sends) exits with 130. Neither leaves a partial output behind.
+
+Methods, their options, help texts and defaults come from the method registry
+(:mod:`weakseg.methods.registry`); building the parser imports no torch.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from pathlib import Path
 from typing import Callable
 
 from weakseg import __version__
+from weakseg.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
 from weakseg.errors import CancelledError, WeakSegInputError
+from weakseg.methods.registry import METHODS, accepted_names, method_names, training_options
+from weakseg.methods.spec import PER_IMAGE, TRAINED
 from weakseg.progress import Progress
 
-EXIT_BAD_INPUT = 2
-EXIT_CANCELLED = 130
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CANCELLED", "EXIT_OK", "build_parser", "main"]
 
 
 class _CancelFlag:
@@ -32,8 +37,30 @@ class _CancelFlag:
         self.requested = True
 
 
+class _Bar:
+    """A tqdm bar made at the first report (so nothing is drawn before an early error) and closed before output."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def move(self, fraction: float, message: str) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]",
+                             file=sys.stderr)
+        self._bar.n = 100 * fraction
+        self._bar.set_description(message[:60], refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 def _progress_reporter(kind: str, cancel: _CancelFlag) -> tuple[Progress, Callable[[], None]]:
-    """A Progress for ``--progress bar|lines|none`` and a function that closes it."""
+    """A Progress for ``--progress bar|lines|none`` and a function that ends its display."""
     if kind == "lines":
 
         def print_line(fraction: float, message: str) -> None:
@@ -41,31 +68,56 @@ def _progress_reporter(kind: str, cancel: _CancelFlag) -> tuple[Progress, Callab
 
         return Progress(print_line, lambda: cancel.requested), lambda: None
     if kind == "bar":
-        from tqdm import tqdm
-
-        bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]", file=sys.stderr)
-
-        def move_bar(fraction: float, message: str) -> None:
-            bar.n = 100 * fraction
-            bar.set_description(message[:60], refresh=False)
-            bar.refresh()
-
-        return Progress(move_bar, lambda: cancel.requested), bar.close
+        bar = _Bar()
+        return Progress(bar.move, lambda: cancel.requested), bar.close
     return Progress(None, lambda: cancel.requested), lambda: None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
                         help="progress display: a bar, 'PROGRESS <percent> <message>' lines, or nothing")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--seed", type=int, default=0, help="random seed, for reproducible runs")
 
 
 def _add_unpaired(parser: argparse.ArgumentParser) -> None:
+    takers = ", ".join(spec.name for spec in METHODS if spec.needs_unpaired_masks)
     parser.add_argument("--unpaired-masks",
-                        help="folder of masks of OTHER images, the shape prior of method maag "
+                        help=f"folder of masks of OTHER images, the shape prior of {takers} "
                              "(default: the data folder's <case>_label files, with --unpaired-split)")
     parser.add_argument("--unpaired-split", help="cases whose masks serve as unpaired masks, e.g. 036-060")
+
+
+def _shown(value) -> str:
+    """A default as the command line writes it: ``8,16,32``, ``0.002``, ``3000``."""
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _default_text(items: list) -> str:
+    """One method's default of an option (each field's when the option sets several)."""
+    if len(items) == 1:
+        return _shown(items[0].default)
+    return ", ".join(f"{item.name} {_shown(item.default)}" for item in items)
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """One argument per settings option of the trained methods; help lists each method's true default."""
+    for option, takers in training_options().items():
+        first = takers[0][1][0]
+        groups: dict[str, list[str]] = {}
+        for name, items in takers:
+            groups.setdefault(_default_text(items), []).append(name)
+        defaults = "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
+        help_text = f"{first.help} (default {defaults})"
+        if first.kind == "bool":
+            parser.add_argument(option, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(option, metavar=first.kind.upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,50 +126,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"weakseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    per_image = method_names(PER_IMAGE)
     segment = commands.add_parser("segment", help="segment one image from its scribbles")
     segment.add_argument("image", help="image: NIfTI, NRRD, MHA, DICOM folder, PNG/JPG/BMP")
     segment.add_argument("--scribbles", required=True,
                          help="labelmap (0 = background, 1..K classes, 255 = unlabelled) or .seg.nrrd")
     segment.add_argument("--out", required=True, help="result: .seg.nrrd (Slicer segmentation) or a labelmap")
     segment.add_argument("--classes", help="class names in code order, background first: background,RV,Myo,LV")
-    segment.add_argument("--method", default="weakseg", choices=("weakseg", "growcut"),
-                         help="weakseg: learn from the scribbles; growcut: Slicer's Grow from seeds")
-    segment.add_argument("--model", help="cohort model (.pt) to adapt to this image's scribbles")
-    segment.add_argument("--steps", type=int, help="training steps (default: the method's own)")
+    segment.add_argument("--method", default=per_image[0], choices=accepted_names(PER_IMAGE), metavar="|".join(per_image),
+                         help="; ".join(f"{spec.name}{' (or ' + ', '.join(spec.aliases) + ')' if spec.aliases else ''}: "
+                                        f"{spec.summary}" for spec in METHODS if spec.usage == PER_IMAGE))
+    segment.add_argument("--model", help="trained model (.pt) to adapt to this image's scribbles (method interactive)")
+    segment.add_argument("--steps", type=int, help="training steps (default: the method's own; with --model: 60)")
     _add_common(segment)
 
-    train = commands.add_parser("train", help="train a cohort model on a folder of images and scribbles")
-    train.add_argument("data_dir", help="folder of <case>_image.* and <case>_scribble.* files")
+    trained = method_names(TRAINED)
+    train = commands.add_parser("train", help="train a model on a folder of images with weak labels")
+    train.add_argument("data_dir", help="folder of <case>_image.* and <case>_scribble.* files (or the images "
+                                        "an --image-labels CSV names)")
     train.add_argument("--out", required=True, help="model file to write (.pt)")
+    train.add_argument("--method", choices=trained,
+                       help="; ".join(f"{spec.name}: {spec.summary}" for spec in METHODS if spec.usage == TRAINED)
+                            + f" (default {trained[0]}; imagelabel when --image-labels is given)")
     train.add_argument("--split", help="cases to use, e.g. 001-060 (patient numbers) or a comma list of names")
-    train.add_argument("--classes", help="class names in code order, background first")
-    train.add_argument("--method", default="cohort", choices=("cohort", "pce", "maag"),
-                       help="cohort: U-Net, scribble losses with regularisers (default); maag: attention U-Net with "
-                            "a multi-scale adversarial shape prior from unpaired masks; pce: the same network, "
-                            "partial cross-entropy only")
-    _add_unpaired(train)
-    train.add_argument("--steps", type=int, help="training steps")
-    train.add_argument("--learning-rate", type=float, help="initial learning rate (default: the method's own)")
-    train.add_argument("--outside-weight", type=float,
-                       help="weight of the background prior beyond the scribbles' hull (cohort: 0.1; 0 = off)")
-    train.add_argument("--adversarial-weight", type=float,
-                       help="maag: adversarial term relative to the supervised term (default 0.2)")
-    train.add_argument("--image-size", type=int,
-                       help="side in pixels every slice is resized to (default 128; 192-256 on a GPU)")
-    train.add_argument("--channels",
-                       help="U-Net widths per level, finest first (default 8,16,32,64,128; 16,32,64,128,256 on a GPU)")
-    train.add_argument("--batch-size", type=int, help="slices per training step (default 12)")
-    train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    train.add_argument("--classes", help="class names in code order, background first (default: from the data)")
     train.add_argument("--image-labels",
-                       help="train from image-level labels instead of scribbles: a CSV of image,slices,label rows "
-                            "(or the case,label,first_slice,last_slice file the Slicer cohort panel writes); "
-                            "images are looked up in DATA_DIR")
-    train.add_argument("--mirror-excess", action="store_true",
-                       help="with --image-labels: add the brighter-than-mirror channel (hyperintense lesions in "
-                            "a left-right symmetric organ centred in the image, e.g. brain FLAIR)")
+                       help="method imagelabel: a CSV of image,slices,label rows (or the case,label,first_slice,"
+                            "last_slice file the Slicer cohort panel writes); images are looked up in DATA_DIR")
+    _add_unpaired(train)
+    _add_training_options(train)
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
     _add_common(train)
 
-    predict = commands.add_parser("predict", help="segment images with a cohort or image-label model (no scribbles)")
+    predict = commands.add_parser("predict", help="segment images with a trained model (no scribbles)")
     predict.add_argument("model", help="model file written by 'weakseg train'")
     predict.add_argument("images", nargs="+", help="images to segment")
     predict.add_argument("--out", required=True, help="output folder")
@@ -130,43 +171,59 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("truth", help="ground-truth labelmap on the same grid")
     evaluate.add_argument("--classes", help="class names in code order, background first")
 
-    bench = commands.add_parser(
-        "bench", help="benchmark methods on a dataset and print a table",
-        description="scribbles: methods learning from scribbles on <case>_image/_scribble/_label files. "
-                    "imagelabel: methods learning from slice-level labels (lesion / healthy) on a BraTS-style "
-                    "folder of volumes or a medimgseg-style folder of 2D datasets (see weakseg.bench_imagelabel).")
-    bench.add_argument("kind", choices=("scribbles", "imagelabel"), help="benchmark family")
-    bench.add_argument("data_dir", help="scribbles: folder of <case>_image/_scribble/_label files; "
-                                        "imagelabel: BraTS-style or medimgseg-style folder")
-    bench.add_argument("--train-split", help="scribbles: cases to train the cohort-level models on; "
-                                             "imagelabel (brats layout): comma list of case-name parts, e.g. pat0005,pat0006")
-    bench.add_argument("--test-split", help="cases to evaluate on (scribbles default: all; imagelabel: as --train-split)")
-    bench.add_argument("--classes", help="scribbles: class names in code order, background first")
-    bench.add_argument("--methods",
-                       help="comma list; scribbles: growcut, weakseg, and the cohort-level methods cohort, pce, maag "
-                            "(no scribbles of the test volume), each also as NAME+scribbles (adapted to them); default "
-                            "growcut,weakseg. imagelabel: intensity, cam, cam+crf, network+crf, full (default all)")
-    bench.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
-                       help="a trained model, benchmarked as method NAME (default name: cohort; any name, "
-                            "e.g. maag-long) instead of training one; repeat for several models")
-    bench.add_argument("--cohort-steps", type=int, help="training steps of the cohort-level methods")
-    _add_unpaired(bench)
-    bench.add_argument("--layout", default="auto", choices=("auto", "brats", "medimgseg"),
-                       help="imagelabel: data layout (auto: detected from the folder)")
-    bench.add_argument("--channel", default="flair", help="imagelabel, brats layout: the <case>_<channel> volumes used")
-    bench.add_argument("--rounds", type=int, help="imagelabel: self-training rounds (default: the method's own)")
-    bench.add_argument("--steps", type=int,
-                       help="imagelabel: training steps of the classifier and of each round (default: the method's own)")
-    bench.add_argument("--image-size", type=int, help="imagelabel: slices are resized to this square size (default 128)")
-    bench.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
-    bench.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
-    _add_common(bench)
+    _add_bench(commands)
 
     demo = commands.add_parser("demo", help="run WeakSeg and Grow from seeds on the embedded brain template")
     demo.add_argument("--out", default="weakseg-demo", help="output folder")
-    demo.add_argument("--steps", type=int, help="training steps of the WeakSeg method (default: its own)")
+    demo.add_argument("--steps", type=int, help="training steps of the interactive method (default: its own)")
     _add_common(demo)
+
+    methods = commands.add_parser("methods", help="list the methods, what they learn from and their options")
+    methods.add_argument("--json", action="store_true", help="machine-readable (the Slicer module reads it)")
     return parser
+
+
+def _add_bench(commands) -> None:
+    from weakseg.bench.imagelabel import IMAGELABEL_METHODS
+    from weakseg.bench.scribbles import DEFAULT_METHODS, bench_method_names
+
+    bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
+    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{scribbles,imagelabel}")
+
+    scribbles = kinds.add_parser(
+        "scribbles", help="methods learning from scribbles on <case>_image/_scribble/_label files")
+    scribbles.add_argument("data_dir", help="folder of <case>_image/_scribble/_label files")
+    scribbles.add_argument("--train-split", help="cases to train the trained methods on, e.g. 001-060")
+    scribbles.add_argument("--test-split", help="cases to evaluate on (default: all with a label file)")
+    scribbles.add_argument("--classes", help="class names in code order, background first")
+    scribbles.add_argument("--methods", help=f"comma list of {', '.join(bench_method_names())} or a --model NAME "
+                                             f"(+scribbles: adapted to the test volume's scribbles); default "
+                                             f"{','.join(DEFAULT_METHODS)}")
+    scribbles.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
+                           help="a trained model, benchmarked as method NAME (default name: cohort; any name, "
+                                "e.g. maag-long) instead of training one; repeat for several models")
+    scribbles.add_argument("--cohort-steps", type=int, help="training steps of the trained methods")
+    _add_unpaired(scribbles)
+    scribbles.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
+    scribbles.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
+    _add_common(scribbles)
+
+    imagelabel = kinds.add_parser(
+        "imagelabel", help="the image-label pipeline and its baselines on a BraTS-style or medimgseg-style folder")
+    imagelabel.add_argument("data_dir", help="BraTS-style folder of volumes or medimgseg-style folder of 2D datasets")
+    imagelabel.add_argument("--layout", default="auto", choices=("auto", "brats", "medimgseg"),
+                            help="data layout (auto: detected from the folder)")
+    imagelabel.add_argument("--train-split", help="brats layout: comma list of case-name parts, e.g. pat0005,pat0006")
+    imagelabel.add_argument("--test-split", help="brats layout: as --train-split")
+    imagelabel.add_argument("--methods", help=f"comma list of {', '.join(IMAGELABEL_METHODS)} (default all)")
+    imagelabel.add_argument("--channel", default="flair", help="brats layout: the <case>_<channel> volumes used")
+    imagelabel.add_argument("--rounds", type=int, help="self-training rounds (default: the method's own)")
+    imagelabel.add_argument("--steps", type=int,
+                            help="training steps of the classifier and of each round (default: the method's own)")
+    imagelabel.add_argument("--image-size", type=int, help="slices are resized to this square size (default 128)")
+    imagelabel.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
+    imagelabel.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
+    _add_common(imagelabel)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,53 +233,44 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, cancel.request)
     progress, close = _progress_reporter(getattr(arguments, "progress", "none"), cancel)
     try:
-        summary = _run(arguments, progress)
+        output = _run(arguments, progress)
     except WeakSegInputError as error:
         close()
-        print(f"weakseg: error: {error}", file=sys.stderr)
+        print(f"{ERROR_PREFIX} {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (CancelledError, KeyboardInterrupt):
         close()
         print("weakseg: cancelled; no output written", file=sys.stderr)
         return EXIT_CANCELLED
     close()
-    if summary:
-        print(summary)
-    return 0
+    if output:
+        print(output)
+    return EXIT_OK
 
 
 def _run(arguments: argparse.Namespace, progress: Progress) -> str | None:
-    """Run the sub-command; returns text to print once the progress display is closed."""
-    if arguments.command == "segment":
-        from weakseg.commands import segment_command
+    """Run the sub-command; returns what it prints (after the progress display is closed)."""
+    from weakseg import commands
 
-        segment_command(arguments, progress)
-    elif arguments.command == "train":
-        from weakseg.commands import train_command
-
-        train_command(arguments, progress)
-    elif arguments.command == "predict":
-        from weakseg.commands import predict_command
-
-        predict_command(arguments, progress)
-    elif arguments.command == "evaluate":
-        from weakseg.commands import evaluate_command
-
-        evaluate_command(arguments)
-    elif arguments.command == "bench" and arguments.kind == "imagelabel":
-        from weakseg.bench_imagelabel import run_imagelabel_bench
-
-        run_imagelabel_bench(arguments, progress)
-    elif arguments.command == "bench":
-        from weakseg.bench import run_scribble_bench
-
-        run_scribble_bench(arguments, progress)
-    elif arguments.command == "demo":
+    if arguments.command == "methods":
+        return commands.methods_command(arguments)
+    if arguments.command == "demo":
+        from weakseg.cli_checks import check_count, check_output_folder
         from weakseg.demo import run_demo
 
+        check_output_folder(arguments.out, "--out")
+        check_count("--steps", arguments.steps)
         return run_demo(Path(arguments.out), progress, arguments.device, arguments.seed, arguments.steps).summary
-    return None
+    run = {
+        "segment": commands.segment_command,
+        "train": commands.train_command,
+        "predict": commands.predict_command,
+        "evaluate": commands.evaluate_command,
+        "bench": commands.bench_command,
+    }[arguments.command]
+    return run(arguments, progress)
 
 
 if __name__ == "__main__":
     sys.exit(main())
+

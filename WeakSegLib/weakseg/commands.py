@@ -1,22 +1,29 @@
 """What each ``weakseg`` sub-command does, given its parsed arguments.
 
 Kept apart from :mod:`weakseg.cli` so that argument parsing stays cheap (``--help`` does
-not import torch) and so that each command reads top to bottom: inputs, checks, work,
-output.
+not import torch) and so that each command reads top to bottom: every argument checked,
+then the work, then the output. A command returns the text to print, if any, so that
+the progress display is closed before it appears.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-import SimpleITK as sitk
-
+from weakseg.cli_checks import (
+    check_count,
+    check_input_file,
+    check_output_file,
+    check_output_folder,
+    parse_option,
+)
 from weakseg.errors import WeakSegInputError
-from weakseg.io import read_image, read_sitk, suffix_of
+from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
+from weakseg.methods.spec import PER_IMAGE, TRAINED, TrainingRequest
 from weakseg.progress import Progress
-from weakseg.results import check_result_path, write_result
-from weakseg.weak_labels import load_scribbles
+from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
 
 def class_list(text: str | None) -> list[str] | None:
@@ -24,81 +31,116 @@ def class_list(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()] if text else None
 
 
-def positive_integers(text: str, option: str) -> list[int]:
-    """``"8,16,32"`` -> ``[8, 16, 32]``; anything else is a clear error naming the option."""
-    try:
-        values = [int(item) for item in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise WeakSegInputError(f"{option} {text!r}: expected a comma list of positive integers")
-    return values
+def methods_command(arguments: argparse.Namespace) -> str:
+    """``weakseg methods``: what exists, what each learns from, its options."""
+    if arguments.json:
+        return json.dumps({"methods": describe_methods()}, indent=1)
+    lines = []
+    for spec in METHODS:
+        aliases = f" (also {', '.join(spec.aliases)})" if spec.aliases else ""
+        lines.append(f"{spec.name}{aliases} [{spec.usage}; learns from {', '.join(spec.learns_from)}]: {spec.summary}")
+    return "\n".join(lines)
 
 
 def segment_command(arguments: argparse.Namespace, progress: Progress) -> None:
     """``weakseg segment``: one image and its scribbles in, a segmentation out."""
-    from weakseg.methods import segment_image
+    from weakseg.apply import load_model, segment_image
+    from weakseg.io import read_image
+    from weakseg.results import check_result_path, write_result
+    from weakseg.weak_labels import load_scribbles
 
+    spec = method_named(arguments.method, PER_IMAGE)
+    check_output_file(arguments.out, "--out", RESULT_SUFFIXES)
+    check_count("--steps", arguments.steps)
+    if arguments.model and spec.name != "interactive":
+        raise WeakSegInputError(f"method {spec.name!r} does not use a model; drop --model or use --method interactive")
+    check_input_file(arguments.image, "image")
+    check_input_file(arguments.scribbles, "scribble file")
     image = read_image(arguments.image)
     check_result_path(arguments.out, image.reference)
     model = None
     class_names = class_list(arguments.classes)
     if arguments.model:
-        from weakseg.engine import pick_device
-        from weakseg.methods.cohort import load_cohort_model
-
-        model = load_cohort_model(arguments.model, pick_device(arguments.device))
-        class_names = class_names or list(model.class_names)
+        model = load_model(arguments.model, arguments.device)
+        if not model.spec.adapt:
+            raise WeakSegInputError(f"{arguments.model}: a {model.spec.name} model cannot adapt to scribbles")
+        class_names = class_names or model.class_names
     scribbles = load_scribbles(arguments.scribbles, image, class_names)
-    labels = segment_image(
-        image,
-        scribbles,
-        method=arguments.method,
-        model=model,
-        steps=arguments.steps,
-        device_name=arguments.device,
-        seed=arguments.seed,
-        progress=progress,
-    )
+    labels = segment_image(image, scribbles, method=spec.name, model=model, steps=arguments.steps,
+                           device_name=arguments.device, seed=arguments.seed, progress=progress)
     write_result(arguments.out, labels, image.reference, scribbles.class_names)
 
 
-def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
-    """``weakseg train``: a folder of images with scribbles in, a cohort model out."""
-    from weakseg.engine import pick_device
-    from weakseg.methods.cohort import config_for_method, list_cases, train_cohort
+def _training_method(arguments: argparse.Namespace):
+    """The method ``weakseg train`` runs: ``--method``, or imagelabel for the old ``--image-labels`` spelling."""
+    if arguments.method is None:
+        return method_named("imagelabel" if arguments.image_labels else "cohort", TRAINED)
+    spec = method_named(arguments.method, TRAINED)
+    if arguments.image_labels and spec.name != "imagelabel":
+        raise WeakSegInputError(f"--image-labels: method {spec.name} learns from scribbles, not image-level labels; "
+                                "use --method imagelabel")
+    if spec.name == "imagelabel" and not arguments.image_labels:
+        raise WeakSegInputError("--method imagelabel needs --image-labels CSV (image,slices,label rows)")
+    return spec
 
-    if Path(arguments.out).suffix != ".pt":
-        raise WeakSegInputError(f"{arguments.out}: model file must end in .pt")
+
+def _takers(option: str) -> str:
+    names = [spec.name for spec in METHODS if spec.usage == TRAINED
+             and any(item.option == option for item in spec.option_fields())]
+    return ", ".join(names) if names else "none"
+
+
+def training_settings(spec, arguments: argparse.Namespace):
+    """The method's settings with every option given on the command line applied and range-checked.
+
+    Raises:
+        WeakSegInputError: an option the method does not take (naming the methods that do), or a
+            value out of its range.
+    """
+    offered = {item.option: [] for item in spec.option_fields()}
+    for item in spec.option_fields():
+        offered[item.option].append(item)
+    changes = {"seed": arguments.seed}
+    for option in training_options():
+        value = getattr(arguments, option.lstrip("-").replace("-", "_"))
+        if value is None:
+            continue
+        if option not in offered:
+            raise WeakSegInputError(f"{option}: method {spec.name} does not take it (taken by: {_takers(option)})")
+        for item in offered[option]:
+            changes[item.name] = parse_option(item, value)
+    settings = spec.make_settings(**changes)
+    if hasattr(settings, "check"):
+        settings.check()
+    return settings
+
+
+def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
+    """``weakseg train``: a folder of images with weak labels in, a model file out."""
+    from weakseg.engine import pick_device
+
+    spec = _training_method(arguments)
+    check_output_file(arguments.out, "--out", (MODEL_SUFFIX,))
+    if arguments.resume:
+        check_input_file(arguments.out, "model file to resume")
+    settings = training_settings(spec, arguments)
+    if not spec.needs_unpaired_masks and (arguments.unpaired_masks or arguments.unpaired_split):
+        takers = ", ".join(item.name for item in METHODS if item.needs_unpaired_masks)
+        raise WeakSegInputError(f"--unpaired-masks/--unpaired-split: method {spec.name} does not take unpaired masks "
+                                f"(taken by: {takers})")
+    if spec.needs_unpaired_masks and not (arguments.unpaired_masks or arguments.unpaired_split):
+        raise WeakSegInputError(f"method {spec.name} needs unpaired masks: give --unpaired-split (cases of the data "
+                                "folder) or --unpaired-masks FOLDER")
     if arguments.image_labels:
-        if arguments.method != "cohort" or arguments.unpaired_masks or arguments.unpaired_split:
-            raise WeakSegInputError("--image-labels trains the image-label pipeline; --method and --unpaired-* "
-                                    "apply to training from scribbles")
-        _train_from_image_labels(arguments, progress)
-        return
-    cases = list_cases(arguments.data_dir, arguments.split)
-    config = config_for_method(arguments.method, seed=arguments.seed)
-    if arguments.steps:
-        config.steps = arguments.steps
-    for setting in ("learning_rate", "outside_weight", "adversarial_weight"):
-        if getattr(arguments, setting) is not None:
-            setattr(config, setting, getattr(arguments, setting))
-    if arguments.image_size:
-        config.image_size = arguments.image_size
-    if arguments.channels:
-        config.channels = tuple(positive_integers(arguments.channels, "--channels"))
-    if arguments.batch_size:
-        config.batch_size = arguments.batch_size
-    train_cohort(
-        cases,
-        arguments.out,
-        config,
-        class_list(arguments.classes),
-        progress,
+        check_input_file(arguments.image_labels, "image-label CSV")
+    if not Path(arguments.data_dir).is_dir():
+        raise WeakSegInputError(f"{arguments.data_dir}: no such folder")
+    spec.function("train")(TrainingRequest(
+        data_dir=arguments.data_dir, out_path=arguments.out, settings=settings,
+        class_names=class_list(arguments.classes), device=pick_device(arguments.device), progress=progress,
+        split=arguments.split, unpaired_masks=unpaired_mask_files(arguments), image_labels=arguments.image_labels,
         resume=arguments.resume,
-        device=pick_device(arguments.device),
-        unpaired_masks=unpaired_mask_files(arguments),
-    )
+    ))
 
 
 def unpaired_mask_files(arguments: argparse.Namespace):
@@ -110,69 +152,32 @@ def unpaired_mask_files(arguments: argparse.Namespace):
     return list_mask_files(arguments.unpaired_masks or arguments.data_dir, arguments.unpaired_split)
 
 
-def _train_from_image_labels(arguments: argparse.Namespace, progress: Progress) -> None:
-    """``weakseg train DATA_DIR --image-labels CSV``: images named in the CSV, an image-label model out."""
-    from weakseg.engine import pick_device
-    from weakseg.image_labels import read_image_labels, resolve_image_path
-    from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, train_image_label_model
-
-    class_names = class_list(arguments.classes)
-    labels = read_image_labels(arguments.image_labels, class_names)
-    if class_names is None:
-        named = sorted({name for entry in labels.values() for name in _all_classes(entry)})
-        class_names = ["background"] + (named or ["lesion"])
-    volumes = []
-    for name, entry in labels.items():
-        image = read_image(resolve_image_path(arguments.data_dir, name, arguments.image_labels))
-        volumes.append(LabelledVolume(name, image.array, entry.per_slice(image.shape_zyx[0])))
-    config = ImageLabelConfig(seed=arguments.seed, mirror_excess=arguments.mirror_excess)
-    if arguments.steps:
-        config.classifier_steps = config.round_steps = arguments.steps
-    train_image_label_model(volumes, class_names, config, progress, pick_device(arguments.device), arguments.out,
-                            resume=arguments.resume)
-
-
-def _all_classes(entry) -> set[str]:
-    names = set(entry.whole or ())
-    for item in entry.ranges:
-        names |= item.classes
-    return names
-
-
 def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
-    """``weakseg predict``: a cohort or image-label model and images in, one segmentation per image out."""
-    from weakseg.engine import load_checkpoint, pick_device
-    from weakseg.methods.cohort import load_cohort_model, predict_volume
-    from weakseg.methods.imagelabel import METHOD_NAME as IMAGE_LABEL_METHOD
-    from weakseg.methods.imagelabel import load_image_label_model, segment_volume
+    """``weakseg predict``: a trained model and images in, one segmentation per image out."""
+    from weakseg.apply import load_model, predict_image
+    from weakseg.io import read_image, suffix_of
+    from weakseg.results import write_result
 
-    device = pick_device(arguments.device)
-    payload = load_checkpoint(arguments.model, device)
-    if (payload.get("metadata") or {}).get("method") == IMAGE_LABEL_METHOD:
-        model = load_image_label_model(arguments.model, device, payload)
-
-        def predict(image, part):
-            spacing = tuple(float(value) for value in reversed(image.reference.GetSpacing()))
-            spacing = spacing if len(spacing) == 3 else (1.0, *spacing)
-            return segment_volume(model, image.array, spacing)
-    else:
-        model = load_cohort_model(arguments.model, device, payload)
-
-        def predict(image, part):
-            return predict_volume(model, image, part)
-
+    check_output_folder(arguments.out, "--out")
+    check_input_file(arguments.model, "model file")
+    for path in arguments.images:
+        check_input_file(path, "image")
+    model = load_model(arguments.model, arguments.device)
     images = [read_image(path) for path in arguments.images]
     output_folder = Path(arguments.out)
     for index, image in enumerate(images):
         part = progress.part(index / len(images), (index + 1) / len(images))
-        labels, _ = predict(image, part)
+        labels, _ = predict_image(model, image, part)
         name = Path(image.path).name
         stem = name[: len(name) - len(suffix_of(name))]
-        write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, list(model.class_names))
+        write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, model.class_names)
 
 
-def evaluate_command(arguments: argparse.Namespace) -> None:
-    """``weakseg evaluate``: print per-class scores of a prediction against the truth."""
+def evaluate_command(arguments: argparse.Namespace, progress: Progress) -> str:
+    """``weakseg evaluate``: per-class scores of a prediction against the truth, as a table."""
+    import SimpleITK as sitk
+
+    from weakseg.io import read_sitk
     from weakseg.metrics import evaluate_labelmaps, format_scores_table
 
     prediction = read_sitk(arguments.prediction)
@@ -182,4 +187,39 @@ def evaluate_command(arguments: argparse.Namespace) -> None:
         highest = int(sitk.GetArrayViewFromImage(truth).max())
         class_names = ["background"] + [f"class_{code}" for code in range(1, highest + 1)]
     scores = evaluate_labelmaps(prediction, truth, class_names, arguments.prediction, arguments.truth)
-    print(format_scores_table(scores))
+    return format_scores_table(scores)
+
+
+def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
+    """``weakseg bench scribbles|imagelabel``: run the benchmark, return its table(s)."""
+    check_output_folder(arguments.out, "--out")
+    check_count("--overlays", arguments.overlays, 0)
+    if not Path(arguments.data_dir).is_dir():
+        raise WeakSegInputError(f"{arguments.data_dir}: no such folder")
+    methods = tuple(name.strip() for name in (arguments.methods or "").split(",") if name.strip())
+    if arguments.kind == "imagelabel":
+        from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
+
+        for option, value in (("--rounds", arguments.rounds), ("--steps", arguments.steps)):
+            check_count(option, value)
+        check_count("--image-size", arguments.image_size, 16)
+        options = ImageLabelBenchOptions(
+            data_dir=arguments.data_dir, out=arguments.out, methods=methods or IMAGELABEL_METHODS,
+            layout=arguments.layout, train_split=arguments.train_split, test_split=arguments.test_split,
+            channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, image_size=arguments.image_size,
+            overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
+        return run_imagelabel_bench(options, progress).text
+    from weakseg.bench.scribbles import DEFAULT_METHODS, ScribbleBenchOptions, check_options, model_paths, run_scribble_bench
+
+    check_count("--cohort-steps", arguments.cohort_steps)
+    models = model_paths(arguments.model)
+    for path in models.values():
+        check_input_file(path, "model file")
+    options = ScribbleBenchOptions(
+        data_dir=arguments.data_dir, out=arguments.out, methods=methods or DEFAULT_METHODS,
+        test_split=arguments.test_split, train_split=arguments.train_split, class_names=class_list(arguments.classes),
+        models=models, training_steps=arguments.cohort_steps, overlays=arguments.overlays, device=arguments.device,
+        seed=arguments.seed)
+    check_options(options)
+    options.unpaired_masks = unpaired_mask_files(arguments)
+    return run_scribble_bench(options, progress).table

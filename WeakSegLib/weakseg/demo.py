@@ -20,7 +20,7 @@ from weakseg.metrics import dice_per_class
 from weakseg.overlay import paint_slice, write_png
 from weakseg.progress import Progress
 from weakseg.results import write_result
-from weakseg.segnrrd import default_color
+from weakseg.contract import palette_color
 from weakseg.weak_labels import UNLABELLED, load_scribbles
 
 METHOD_TITLES = {"weakseg": "WeakSeg (interactive)", "growcut": "Grow from seeds"}
@@ -53,7 +53,7 @@ def run_demo(
     progress display is gone.
     """
     from weakseg.demo_data import load_demo_case
-    from weakseg.methods import segment_image
+    from weakseg.apply import segment_image
 
     try:
         case = load_demo_case()
@@ -114,7 +114,7 @@ def demo_figure(
         panels.append((f"{title.split(' (')[0]}: Dice {sum(dice) / len(dice):.3f}",
                        paint_slice(image, results[method], slice_index)))
     legend = [(f"{class_names[0]} (scribbles only)", SCRIBBLE_BACKGROUND_COLOUR)]
-    legend += [(name, default_color(code)) for code, name in enumerate(class_names) if code > 0]
+    legend += [(name, palette_color(code)) for code, name in enumerate(class_names) if code > 0]
     per_class = "; ".join(
         f"{METHOD_TITLES[method]}: " + ", ".join(f"{name} {value:.3f}" for name, value in
                                                  zip(class_names[1:], scores[method][:-1]))

@@ -130,3 +130,29 @@ def run_training(
         progress.report(done / total_steps, f"training step {done}/{total_steps}, loss {loss.item():.4f}")
         if checkpoint is not None and (done == total_steps or (checkpoint_every and done % checkpoint_every == 0)):
             checkpoint(done)
+
+
+def check_resume(payload: dict, path: str | os.PathLike, model_kind: str, class_names: list[str],
+                 settings: dict, kept: tuple[str, ...] | None = None) -> None:
+    """The rule every method resumes by: same kind of model, same classes, same settings.
+
+    Args:
+        payload: the checkpoint to resume (:func:`load_checkpoint`).
+        model_kind: the ``method`` its metadata must record.
+        settings: the settings of the run asked for now (a plain dict, as stored).
+        kept: the settings that must not change (None: all of them).
+
+    Raises:
+        WeakSegInputError: naming the file and what differs.
+    """
+    metadata = payload.get("metadata") or {}
+    if metadata.get("method") != model_kind:
+        raise WeakSegInputError(f"{path}: cannot resume: not a model of this method (method {metadata.get('method')!r})")
+    stored_classes = list(metadata.get("class_names", []))
+    if [name.lower() for name in stored_classes] != [name.lower() for name in class_names]:
+        raise WeakSegInputError(f"{path}: cannot resume: the model's classes {stored_classes} differ from {class_names}")
+    stored = metadata.get("config", {})
+    different = sorted(name for name in (settings if kept is None else kept) if stored.get(name) != settings[name])
+    if different:
+        now = ", ".join(f"{name} {stored.get(name)} in the model, {settings[name]} now" for name in different)
+        raise WeakSegInputError(f"{path}: cannot resume: settings {different} differ from the stored run ({now})")

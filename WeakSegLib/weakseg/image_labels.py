@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from weakseg.contract import CLASS_SEPARATOR, HEALTHY
+from weakseg.contract import LABEL_CSV_NAME_COLUMNS as NAME_COLUMNS
 from weakseg.errors import WeakSegInputError
+from weakseg.suffixes import LABELLED_IMAGE_SUFFIXES
 
-HEALTHY = "healthy"
-NAME_COLUMNS = ("image", "case", "volume")
-CLASS_SEPARATOR = ";"
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,13 @@ class ImageLabels:
     name: str
     whole: frozenset[str] | None = None
     ranges: list[SliceRange] = field(default_factory=list)
+
+    def class_names(self) -> set[str]:
+        """Every class name these labels use."""
+        names = set(self.whole or ())
+        for item in self.ranges:
+            names |= item.classes
+        return names
 
     def per_slice(self, slice_count: int) -> list[frozenset[str] | None]:
         """The classes of every slice ``0..slice_count-1``; None where a slice is unlabelled.
@@ -177,9 +184,6 @@ def _parse_slices(row: dict, where: str) -> tuple[int, int] | None:
     return first, last
 
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".jpg", ".jpeg", ".bmp")
-
-
 def resolve_image_path(folder: str | os.PathLike, name: str, csv_path: str | os.PathLike) -> str:
     """The image a CSV row names: ``folder/name`` itself, else ``folder/name<ext>`` or ``folder/name_image<ext>``.
 
@@ -187,7 +191,7 @@ def resolve_image_path(folder: str | os.PathLike, name: str, csv_path: str | os.
         WeakSegInputError: no such file; the message names the CSV and the folder.
     """
     candidates = [os.path.join(folder, name)]
-    candidates += [os.path.join(folder, f"{name}{role}{suffix}") for role in ("", "_image") for suffix in IMAGE_SUFFIXES]
+    candidates += [os.path.join(folder, f"{name}{role}{suffix}") for role in ("", "_image") for suffix in LABELLED_IMAGE_SUFFIXES]
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate

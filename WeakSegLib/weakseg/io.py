@@ -21,8 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from weakseg.errors import WeakSegInputError
+from weakseg.suffixes import PICTURE_SUFFIXES
 
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 GEOMETRY_TOLERANCE = 1e-3
 # The most values (voxels times components) one image may hold: 1 GiB as float32. Reading
 # a larger file would make the float copies the methods work on exhaust a typical

@@ -8,8 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from weakseg.io import write_atomically
-from weakseg.segnrrd import default_color
-from weakseg.weak_labels import UNLABELLED
+from weakseg.contract import UNLABELLED, palette_color
 
 
 def overlay_picture(
@@ -78,7 +77,7 @@ def _paint(rgb: np.ndarray, codes: np.ndarray, opacity: float, shift: int = 0) -
     for code in np.unique(codes):
         if code == 0:
             continue
-        colour = (0.85, 0.85, 0.85) if code - shift == 0 else default_color(int(code) - shift)
+        colour = (0.85, 0.85, 0.85) if code - shift == 0 else palette_color(int(code) - shift)
         mask = codes == code
         painted[mask] = (1 - opacity) * painted[mask] + opacity * np.array(colour)
     return (np.clip(painted, 0, 1) * 255).astype(np.uint8)

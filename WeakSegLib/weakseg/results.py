@@ -8,11 +8,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from weakseg.errors import WeakSegInputError
-from weakseg.io import PICTURE_SUFFIXES, labels_to_image, suffix_of, write_image
-from weakseg.segnrrd import Segment, default_color, write_seg_nrrd
+from weakseg.io import labels_to_image, suffix_of, write_image
+from weakseg.contract import class_color
+from weakseg.segnrrd import Segment, write_seg_nrrd
+from weakseg.suffixes import PICTURE_SUFFIXES, RESULT_SUFFIXES
 
-LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd") + PICTURE_SUFFIXES
-RESULT_SUFFIXES = (".seg.nrrd",) + LABELMAP_SUFFIXES
 
 
 def check_result_path(path: str | os.PathLike, reference: sitk.Image | None = None) -> None:
@@ -36,7 +36,7 @@ def write_result(path: str | os.PathLike, labels: np.ndarray, reference: sitk.Im
     """
     check_result_path(path, reference)
     if suffix_of(path) == ".seg.nrrd":
-        segments = [Segment(name, code, default_color(code)) for code, name in enumerate(class_names) if code > 0]
+        segments = [Segment(name, code, class_color(name, code)) for code, name in enumerate(class_names) if code > 0]
         write_seg_nrrd(path, labels, reference, segments)
     else:
         write_image(labels_to_image(np.asarray(labels).astype(np.uint8), reference), path)

@@ -18,23 +18,6 @@ import SimpleITK as sitk
 from weakseg.errors import WeakSegInputError
 from weakseg.io import GEOMETRY_TOLERANCE, labels_to_image, read_sitk, write_atomically
 
-PALETTE = (
-    (0.90, 0.35, 0.25),
-    (0.30, 0.70, 0.35),
-    (0.25, 0.45, 0.90),
-    (0.95, 0.80, 0.20),
-    (0.70, 0.35, 0.80),
-    (0.20, 0.80, 0.80),
-    (0.95, 0.55, 0.75),
-    (0.60, 0.45, 0.25),
-)
-
-
-def default_color(label_value: int) -> tuple[float, float, float]:
-    """A distinct RGB colour in [0, 1] for a class code (codes cycle through a palette)."""
-    return PALETTE[(label_value - 1) % len(PALETTE)]
-
-
 @dataclass(frozen=True)
 class Segment:
     """One segment of a segmentation file: its name, its code in the labelmap, its colour."""

@@ -7,7 +7,7 @@ they must never be the masks of the training images (that would be full supervis
 disguise); both are checked here.
 
 A mask source is a folder. If it holds ``<case>_label.<ext>`` files (the cohort layout),
-those are the masks and a split spec (:func:`weakseg.methods.cohort.parse_split`) may pick
+those are the masks and a split spec (:func:`weakseg.cases.parse_split`) may pick
 cases; otherwise every labelmap file in it is a mask and the case is the file name without
 its suffix. A labelmap's codes are the class codes (0 = background); a ``.seg.nrrd`` is
 matched to the classes by segment name.
@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from weakseg.data import resize_labels
+from weakseg.cases import parse_split
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_labelmap, read_sitk, suffix_of
 from weakseg.progress import SILENT, Progress
 from weakseg.segnrrd import read_seg_nrrd
+from weakseg.suffixes import MASK_SUFFIXES
 
-MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".seg.nrrd")
 
 
 @dataclass
@@ -45,8 +46,6 @@ def list_mask_files(folder: str | os.PathLike, split: str | None = None) -> list
     Raises:
         WeakSegInputError: missing folder, no mask file, or nothing selected by ``split``.
     """
-    from weakseg.methods.cohort import parse_split
-
     folder = str(folder)
     if not os.path.isdir(folder):
         raise WeakSegInputError(f"{folder}: no such folder of unpaired masks")

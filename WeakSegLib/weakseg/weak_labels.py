@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from weakseg.contract import BACKGROUND, UNLABELLED
 from weakseg.errors import WeakSegInputError
 from weakseg.io import LoadedImage, read_labelmap, suffix_of
 from weakseg.segnrrd import read_seg_nrrd
 
-UNLABELLED = 255
-BACKGROUND = "background"
 
 
 @dataclass

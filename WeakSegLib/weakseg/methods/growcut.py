@@ -30,10 +30,17 @@ Differences from the effect, both so that every voxel of the box is treated alik
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from weakseg.io import LoadedImage
-from weakseg.weak_labels import UNLABELLED, Scribbles
+from weakseg.contract import UNLABELLED
+from weakseg.methods.spec import PER_IMAGE, SCRIBBLES, MethodSpec
+
+if TYPE_CHECKING:
+    from weakseg.io import LoadedImage
+    from weakseg.progress import Progress
+    from weakseg.weak_labels import Scribbles
 
 MINIMUM_MARGIN = 3
 DEFAULT_MARGIN_RATIO = 0.1
@@ -145,3 +152,21 @@ def _slicer_growcut():
             "pip install slicer-core  (or pip install 'weakseg[slicer]')"
         ) from error
     return vtkImageGrowCutSegment, numpy_support, vtkImageData
+
+
+def segment(image: LoadedImage, scribbles: Scribbles, settings: None, device: object, progress: Progress,
+            seed: int) -> np.ndarray:
+    """Run the method on one image (the :attr:`MethodSpec.segment` of this method); no training, no settings."""
+    progress.report(0.0, "growing from seeds")
+    labels = segment_growcut(image, scribbles)
+    progress.report(1.0, "done")
+    return labels
+
+
+SPEC = MethodSpec(
+    name="growcut",
+    summary="Slicer's Grow from seeds on the scribbles (the baseline; no training)",
+    learns_from=(SCRIBBLES,),
+    usage=PER_IMAGE,
+    segment="weakseg.methods.growcut:segment",
+)

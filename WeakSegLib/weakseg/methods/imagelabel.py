@@ -1,81 +1,24 @@
-"""Segmentation from image-level labels: CAM -> pseudo labels -> self-training -> dense CRF.
+"""Method ``imagelabel``: segmentation from image-level labels (a slice or image shows a class, or is healthy).
 
-Input: images or volumes whose slices carry image-level labels (the classes a slice
-shows, or healthy; see :mod:`weakseg.image_labels`). Everything is slice-wise 2D, each
-slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resized to
-``image_size`` squared; predictions are resized back, so results keep the image's grid.
-
-1. **Classifier** (:mod:`weakseg.methods.cam`) trained on the labelled slices with
-   multi-label BCE, batches drawn half from slices showing a class and half from healthy
-   ones. Its class activation maps localise each class.
-2. **Pseudo labels** (:mod:`weakseg.methods.pseudo_labels`) of every labelled slice: only
-   the classes its label names, class-balanced per-image confidence, SLIC superpixel
-   voting; unreliable pixels unlabelled; healthy slices all background. In the first
-   round the activations are the CAMs sharpened by each volume's appearance model
-   (:mod:`weakseg.methods.appearance`, seeded where the CAM is at least ``cam_seed``).
-3. **Segmentation network** (:class:`~weakseg.models.UNet2D`) trained with partial
-   cross-entropy on the confident pixels, in ``rounds`` rounds of
-   self-training (Dong et al., ICCV 2019; Lee 2013): the first round uses only the
-   ``first_round_share`` of lesion slices the classifier is most sure of; every later
-   round regenerates the pseudo labels from the network's own probabilities (same
-   generator, same class restriction) and adds the next, harder slices, ranked by the
-   network's confidence, until the last round uses all of them. Healthy slices are
-   used in every round.
-4. **Appearance refinement** at the image's own resolution: the network's surest pixels
-   (probability at least ``network_seed``) seed the image's own appearance model, which
-   redraws the edges of what the network found (on the slices where it found a class),
-   and follows each lesion into the slices beyond its ends where the network found
-   nothing. Without it the network's lesions spread to 1.6-1.9 times their true volume
-   on the BraTS val patients.
-5. **Dense CRF** (:func:`weakseg.crf.refine_with_crf`, slice by slice) on those
-   probabilities, then the argmax.
-
-The classifier's CAMs also give the two baselines of ``weakseg bench imagelabel``
-(:func:`cam_probabilities`): CAM alone and CAM with the CRF.
+CAM classifier -> pseudo labels -> self-trained U-Net -> appearance model -> dense CRF;
+see :mod:`weakseg.methods.imagelabel_pipeline`. Labels come from a CSV
+(:mod:`weakseg.image_labels`, ``weakseg train DATA --method imagelabel --image-labels CSV``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
-
-from weakseg.crf import refine_with_crf
-from weakseg.data import augment, normalise_intensity, resize_images, volume_to_slices
-from weakseg.engine import load_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
-from weakseg.losses import balanced_class_weights, partial_cross_entropy
-from weakseg.methods.appearance import AppearanceParams, foreground_region, refine_with_appearance
-from weakseg.methods.cam import CamClassifier, class_activation_maps
-from weakseg.methods.pseudo_labels import PseudoLabelParams, make_pseudo_labels
-from weakseg.models import UNet2D
-from weakseg.progress import SILENT, Progress
+from weakseg.methods.spec import IMAGE_LABELS, TRAINED, MethodSpec, setting
 from weakseg.settings import StoredSettings
-from weakseg.weak_labels import check_class_names
 
-METHOD_NAME = "imagelabel-cam-unet2d"
-PREDICTION_BATCH = 16
+if TYPE_CHECKING:
+    from weakseg.methods.appearance import AppearanceParams
+    from weakseg.methods.pseudo_labels import PseudoLabelParams
 
-
-@dataclass
-class LabelledVolume:
-    """An image or volume with its image-level labels.
-
-    Attributes:
-        name: for messages.
-        array: float ``(C, Z, Y, X)`` intensities (a 2D image has Z = 1).
-        slice_classes: per slice, the class names it shows (empty = healthy), or None
-            when the slice is unlabelled (it is then not used).
-    """
-
-    name: str
-    array: np.ndarray
-    slice_classes: list[frozenset[str] | None]
+MODEL_KIND = "imagelabel-cam-unet2d"
 
 
 @dataclass
@@ -133,19 +76,19 @@ class ImageLabelConfig(StoredSettings):
         seed: network initialisation and batch order.
     """
 
-    image_size: int = 128
-    mirror_excess: bool = False
+    image_size: int = setting(128, "--image-size", "square side slices are resized to (multiple of 16)", 16, 2048)
+    mirror_excess: bool = setting(False, "--mirror-excess", "add the brighter-than-mirror channel (hyperintense lesions in a left-right symmetric organ centred in the image, e.g. brain FLAIR)")
     classifier_channels: tuple[int, ...] = (16, 32, 64)
-    classifier_steps: int = 400
+    classifier_steps: int = setting(400, "--steps", "training steps of the classifier and of each self-training round", 1, 10_000_000)
     cam_top_fraction: float = 0.02
     cam_scales: tuple[float, ...] = (1.0,)
-    segmenter_channels: tuple[int, ...] = (8, 16, 32, 64, 128)
+    segmenter_channels: tuple[int, ...] = setting(None, "--channels", "segmentation U-Net widths per level, finest first", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = 0.1
-    rounds: int = 3
-    round_steps: int = 250
+    rounds: int = setting(3, "--rounds", "self-training rounds", 1, 100)
+    round_steps: int = setting(250, "--steps", "training steps of the classifier and of each self-training round", 1, 10_000_000)
     first_round_share: float = 0.5
-    batch_size: int = 12
-    learning_rate: float = 2e-3
+    batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
+    learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate of each stage (polynomial decay to 0)", 1e-8, 10.0)
     weight_decay: float = 1e-4
     balance_classes: bool = False
     cam_threshold: float = 0.3
@@ -167,6 +110,8 @@ class ImageLabelConfig(StoredSettings):
 
     def pseudo_label_params(self, from_network: bool = False) -> PseudoLabelParams:
         """The generator's settings for the appearance-sharpened CAMs (round 1) or the network (later rounds)."""
+        from weakseg.methods.pseudo_labels import PseudoLabelParams
+
         if from_network:
             return PseudoLabelParams(self.pseudo_label_threshold, self.network_fraction, self.network_fraction,
                                      self.superpixels, self.compactness, self.vote, self.purity)
@@ -175,426 +120,27 @@ class ImageLabelConfig(StoredSettings):
 
     def appearance_params(self, from_network: bool = False) -> AppearanceParams:
         """The appearance model's settings, seeded by CAMs (first round) or by the network (prediction)."""
+        from weakseg.methods.appearance import AppearanceParams
+
         seed = self.network_seed if from_network else self.cam_seed
         return AppearanceParams(seed=seed, gate=self.appearance_gate, prior=self.appearance_prior)
 
-
-@dataclass
-class ImageLabelModel:
-    """The trained classifier and segmentation network, with what is needed to apply them."""
-
-    classifier: CamClassifier
-    segmenter: UNet2D
-    class_names: list[str]
-    config: ImageLabelConfig
-    device: torch.device
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-# --------------------------------------------------------------------------- data
-
-
-def prepare_slices(array: np.ndarray, size: int, mirror_excess: bool = False) -> torch.Tensor:
-    """``(C, Z, Y, X)`` intensities -> normalised slices ``(Z, C', size, size)`` float32.
-
-    With ``mirror_excess`` every channel is followed by how much brighter each pixel is
-    than its left-right mirror position (zero where it is darker; ``C' = 2C``), see
-    :class:`ImageLabelConfig`.
-    """
-    return _network_input(normalise_intensity(array), size, mirror_excess)
-
-
-def _network_input(normalised: np.ndarray, size: int, mirror_excess: bool) -> torch.Tensor:
-    """:func:`prepare_slices` of intensities already normalised by :func:`~weakseg.data.normalise_intensity`."""
-    if mirror_excess:
-        excess = np.maximum(normalised - normalised[..., ::-1], 0.0)
-        normalised = np.concatenate([normalised, excess], axis=0)
-    return resize_images(volume_to_slices(normalised), (size, size))
-
-
-def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], size: int, mirror_excess: bool):
-    """Labelled slices of all volumes: images ``(N, C, S, S)``, presence ``(N, K - 1)`` float, volume ``(N,)`` index."""
-    code_of = {name: code for code, name in enumerate(class_names)}
-    images, presence, volume_index = [], [], []
-    channels = None
-    for volume in volumes:
-        array = np.asarray(volume.array, dtype=np.float32)
-        if array.ndim != 4 or len(volume.slice_classes) != array.shape[1]:
-            raise WeakSegInputError(
-                f"{volume.name}: needs a (C, Z, Y, X) array and one label entry per slice; got shape "
-                f"{array.shape} and {len(volume.slice_classes)} entries"
-            )
-        if channels is not None and array.shape[0] != channels:
-            raise WeakSegInputError(f"{volume.name}: has {array.shape[0]} channels but earlier images have {channels}")
-        channels = array.shape[0]
-        keep = [index for index, classes in enumerate(volume.slice_classes) if classes is not None]
-        if not keep:
-            continue
-        slices = prepare_slices(array, size, mirror_excess)[keep]
-        rows = torch.zeros(len(keep), len(class_names) - 1)
-        for row, index in enumerate(keep):
-            for name in volume.slice_classes[index]:
-                if name not in code_of or code_of[name] == 0:
-                    raise WeakSegInputError(f"{volume.name}, slice {index}: label {name!r} is not one of {class_names[1:]}")
-                rows[row, code_of[name] - 1] = 1.0
-        images.append(slices)
-        presence.append(rows)
-        volume_index.append(torch.full((len(keep),), len(volume_index), dtype=torch.long))
-    if not images:
-        raise WeakSegInputError("no labelled slice among the training images")
-    images, presence, volume_index = torch.cat(images), torch.cat(presence), torch.cat(volume_index)
-    positives = int((presence.sum(1) > 0).sum())
-    if positives == 0 or positives == presence.shape[0]:
-        raise WeakSegInputError(
-            f"image-level training needs both slices showing a class and healthy slices; got {positives} "
-            f"with a class out of {presence.shape[0]} labelled slices"
-        )
-    return images, presence, volume_index
-
-
-def _balanced_batch(positive: torch.Tensor, negative: torch.Tensor, size: int, generator: torch.Generator):
-    """Indices: half from ``positive``, half from ``negative`` (index tensors), with replacement."""
-    half = size // 2
-    picks = [positive[torch.randint(len(positive), (half,), generator=generator)],
-             negative[torch.randint(len(negative), (size - half,), generator=generator)]]
-    return torch.cat(picks)
-
-
-# --------------------------------------------------------------------------- training
-
-
-def train_image_label_model(
-    volumes: Sequence[LabelledVolume],
-    class_names: list[str],
-    config: ImageLabelConfig | None = None,
-    progress: Progress = SILENT,
-    device: torch.device | str = "cpu",
-    out_path: str | os.PathLike | None = None,
-    resume: bool = False,
-) -> ImageLabelModel:
-    """Train the classifier and the self-trained segmentation network (module docstring).
-
-    Training has ``1 + config.rounds`` stages (the classifier, then each self-training
-    round). With ``out_path`` the model file is rewritten atomically after every stage, with
-    the number of stages done; ``resume=True`` continues an interrupted run from the last
-    finished stage (the steps of an unfinished stage are redone with the same batches, so the
-    result equals an uninterrupted run's).
-
-    Args:
-        volumes: training images with per-slice labels.
-        class_names: background first, then the classes image labels may name.
-        out_path: where the model is written (after every stage and at the end).
-        resume: continue the run stored in ``out_path``; needs the same classes and config.
-
-    Raises:
-        WeakSegInputError: bad class list, inconsistent channels, unknown label names, no
-            lesion or no healthy slice to learn from; on resume, a missing or foreign model
-            file, other classes or settings, or a run that is already complete.
-        CancelledError: when ``progress`` reports a cancellation.
-    """
-    config = config or ImageLabelConfig()
-    check_class_names(class_names, "image-level training")
-    if config.image_size % 16:
-        raise WeakSegInputError(f"image size {config.image_size} must be a multiple of 16")
-    device = torch.device(device)
-    torch.manual_seed(config.seed)
-    images, presence, volume_index = _labelled_slices(volumes, class_names, config.image_size, config.mirror_excess)
-    classifier = CamClassifier(images.shape[1], len(class_names) - 1, config.classifier_channels,
-                               config.cam_top_fraction).to(device)
-    segmenter = UNet2D(images.shape[1], len(class_names), config.segmenter_channels, config.dropout).to(device)
-    model = ImageLabelModel(classifier, segmenter, list(class_names), config, device)
-    if resume and out_path is None:
-        raise WeakSegInputError("resuming image-label training needs the model file to resume from")
-    stages_done = _resume_from(model, out_path) if resume else 0
-
-    def stage_done(stages: int) -> None:
-        if out_path is not None:
-            save_image_label_model(model, out_path, stages)
-
-    if stages_done == 0:
-        _train_classifier(model, images, presence, progress.part(0.0, 0.25))
-        stage_done(1)
-    model.classifier.eval()
-    _self_train(model, images, presence, volume_index, progress.part(0.25, 1.0), first_round=max(0, stages_done - 1),
-                round_done=lambda round_index: stage_done(round_index + 2))
-    return model
-
-
-def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
-    """Load the networks of an interrupted run into ``model``; returns the stages it finished."""
-    payload = load_checkpoint(path, model.device)
-    stored = load_image_label_model(path, model.device, payload)
-    if [name.lower() for name in stored.class_names] != [name.lower() for name in model.class_names]:
-        raise WeakSegInputError(f"{path}: cannot resume: the model's classes {stored.class_names} "
-                                f"differ from {model.class_names}")
-    mine, theirs = model.config.as_dict(), stored.config.as_dict()
-    different = sorted(name for name in mine if mine[name] != theirs.get(name))
-    if different:
-        raise WeakSegInputError(f"{path}: cannot resume: settings {different} differ from the stored run")
-    stages = int(payload["metadata"].get("stages_done", 1 + model.config.rounds))
-    if stages >= 1 + model.config.rounds:
-        raise WeakSegInputError(f"{path}: the run is already complete; nothing to resume")
-    model.classifier.load_state_dict(stored.classifier.state_dict())
-    model.segmenter.load_state_dict(stored.segmenter.state_dict())
-    return stages
-
-
-def _train_classifier(model: ImageLabelModel, images, presence, progress: Progress) -> None:
-    config = model.config
-    generator = torch.Generator().manual_seed(config.seed)
-    positive = torch.nonzero(presence.sum(1) > 0)[:, 0]
-    negative = torch.nonzero(presence.sum(1) == 0)[:, 0]
-    optimizer = torch.optim.AdamW(model.classifier.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-
-    def compute_loss(step: int) -> torch.Tensor:
-        picks = _balanced_batch(positive, negative, config.batch_size, generator)
-        batch, _ = augment(images[picks], [], generator)
-        logits, _ = model.classifier(batch.to(model.device))
-        return F.binary_cross_entropy_with_logits(logits, presence[picks].to(model.device))
-
-    progress.report(0.0, "training the classifier")
-    run_training(model.classifier, optimizer, compute_loss, config.classifier_steps, config.learning_rate, progress)
-
-
-def _self_train(model: ImageLabelModel, images, presence, volume_index, progress: Progress, first_round: int = 0,
-                round_done=None) -> None:
-    """Rounds of: pseudo labels -> pick the confident lesion slices -> train the segmenter.
-
-    ``first_round`` > 0 continues a resumed run; every round seeds its batch sampler and
-    torch's global generator (dropout) from ``(seed, round)``, so a resumed run trains its
-    rounds exactly as the uninterrupted run did. ``round_done(round_index)`` is called after
-    each round.
-    """
-    config = model.config
-    positive = torch.nonzero(presence.sum(1) > 0)[:, 0]
-    negative = torch.nonzero(presence.sum(1) == 0)[:, 0]
-    labels = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
-    for round_index in range(first_round, config.rounds):
-        part = progress.part(round_index / config.rounds, (round_index + 1) / config.rounds)
-        part.report(0.0, f"round {round_index + 1}/{config.rounds}: pseudo labels")
-        generator = torch.Generator().manual_seed(config.seed + 1 + 1_000_003 * round_index)
-        torch.manual_seed(config.seed + 1 + round_index)
-        if round_index == 0:
-            classifier_probability, maps = class_activation_maps(model.classifier, images, config.cam_scales)
-            present = presence[positive]
-            confidence = (classifier_probability[positive] * present).sum(1) / present.sum(1)
-            activations = _appearance_sharpened_cams(model, images, maps, presence, volume_index)[positive]
-        else:
-            probabilities = predict_slices(model, images[positive])
-            activations = probabilities[:, 1:]
-            confidence = _segmentation_confidence(probabilities)
-        params = config.pseudo_label_params(from_network=round_index > 0)
-        for row, index in enumerate(positive.tolist()):
-            codes = (torch.nonzero(presence[index])[:, 0] + 1).tolist()
-            pseudo = make_pseudo_labels(images[index].numpy(), activations[row].numpy(), codes, params)
-            labels[index] = torch.from_numpy(pseudo.astype(np.int64))
-        share = config.first_round_share + (1 - config.first_round_share) * round_index / max(config.rounds - 1, 1)
-        chosen = positive[torch.argsort(confidence, descending=True)[: max(1, round(share * len(positive)))]]
-        _train_segmenter(model, images, labels, chosen, negative, generator,
-                         part.part(0.1, 1.0), f"round {round_index + 1}/{config.rounds}")
-        if round_done is not None:
-            round_done(round_index)
-
-
-def _appearance_sharpened_cams(model: ImageLabelModel, images, maps, presence, volume_index) -> torch.Tensor:
-    """The CAMs ``maps`` ``(N, K - 1, S, S)`` of all slices (0 for classes a slice's label does not name), each
-    volume's refined by its appearance model seeded by its surest CAM pixels (step 2 of the module docstring)."""
-    maps = maps * presence[:, :, None, None]
-    intensities = images[:, : _image_channels(model)]
-    params = model.config.appearance_params()
-    for volume in torch.unique(volume_index).tolist():
-        rows = volume_index == volume
-        volume_intensities = intensities[rows].permute(1, 0, 2, 3).numpy()
-        refined = refine_with_appearance(volume_intensities, maps[rows].permute(1, 0, 2, 3).numpy(),
-                                         presence[rows].T.numpy() > 0, foreground_region(volume_intensities), params)
-        maps[rows] = torch.from_numpy(refined).permute(1, 0, 2, 3)
-    return maps
-
-
-def _image_channels(model: ImageLabelModel) -> int:
-    """Channels of the image itself (the network's input adds the mirror channels when ``mirror_excess``)."""
-    return model.classifier.config["in_channels"] // (2 if model.config.mirror_excess else 1)
-
-
-def _segmentation_confidence(probabilities: torch.Tensor) -> torch.Tensor:
-    """Per slice: mean top probability over the pixels predicted foreground (0 if none)."""
-    top, winner = probabilities.max(dim=1)
-    foreground = (winner > 0).float()
-    return (top * foreground).sum(dim=(1, 2)) / foreground.sum(dim=(1, 2)).clamp(min=1.0)
-
-
-def _train_segmenter(model: ImageLabelModel, images, labels, positive, negative, generator,
-                     progress: Progress, stage: str) -> None:
-    config = model.config
-    optimizer = torch.optim.AdamW(model.segmenter.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-
-    def compute_loss(step: int) -> torch.Tensor:
-        picks = _balanced_batch(positive, negative, config.batch_size, generator)
-        batch, (batch_labels,) = augment(images[picks], [labels[picks]], generator)
-        batch_labels = batch_labels.to(model.device)
-        logits = model.segmenter(batch.to(model.device))
-        weights = balanced_class_weights(batch_labels, model.num_classes).to(model.device) if config.balance_classes else None
-        return partial_cross_entropy(logits, batch_labels, weights)
-
-    progress.report(0.0, f"{stage}: training the segmentation network")
-    run_training(model.segmenter, optimizer, compute_loss, config.round_steps, config.learning_rate, progress)
-    model.segmenter.eval()
-
-
-# --------------------------------------------------------------------------- prediction
-
-
-@torch.no_grad()
-def predict_slices(model: ImageLabelModel, images: torch.Tensor) -> torch.Tensor:
-    """Softmax ``(N, K, S, S)`` of prepared slices, averaged over left-right and up-down flips."""
-    model.segmenter.eval()
-    results = []
-    for start in range(0, images.shape[0], PREDICTION_BATCH):
-        batch = images[start:start + PREDICTION_BATCH].to(model.device)
-        total = torch.zeros(batch.shape[0], model.num_classes, *batch.shape[-2:], device=model.device)
-        for dims in ((), (-1,), (-2,), (-1, -2)):
-            view = batch.flip(dims) if dims else batch
-            output = F.softmax(model.segmenter(view), dim=1)
-            total += output.flip(dims) if dims else output
-        results.append((total / 4).cpu())
-    return torch.cat(results)
-
-
-def segment_volume(
-    model: ImageLabelModel, array: np.ndarray, spacing_zyx: tuple[float, float, float], crf: bool | None = None,
-    appearance: bool | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Segment a ``(C, Z, Y, X)`` image: uint8 labels ``(Z, Y, X)`` and probabilities ``(K, Z, Y, X)``.
-
-    ``crf`` and ``appearance`` override the model's settings (None keeps them).
-    """
-    _check_channels(model, array)
-    normalised = normalise_intensity(array)
-    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess))
-    probabilities = _to_image_grid(probabilities, array.shape[-2:])
-    if model.config.appearance if appearance is None else appearance:
-        probabilities = _appearance_refined(model, normalised, probabilities)
-    if model.config.crf if crf is None else crf:
-        probabilities = refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
-    return probabilities.argmax(axis=0).astype(np.uint8), probabilities
-
-
-def _appearance_refined(model: ImageLabelModel, intensities: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Step 4 of the module docstring: ``(K, Z, Y, X)`` probabilities with each class's edges redrawn by the
-    appearance model of the image's normalised ``intensities`` ``(C, Z, Y, X)``, on the slices where the
-    network predicts that class."""
-    winner = probabilities.argmax(axis=0)
-    allowed = np.stack([(winner == code).reshape(winner.shape[0], -1).any(axis=1)
-                        for code in range(1, probabilities.shape[0])])
-    scores = refine_with_appearance(intensities, probabilities[1:], allowed, foreground_region(intensities),
-                                    model.config.appearance_params(from_network=True), follow_slices=True)
-    background = np.prod(1.0 - scores, axis=0, keepdims=True)
-    combined = np.concatenate([background, scores])
-    return (combined / np.maximum(combined.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
-
-
-def cam_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
-    """CAM baseline probabilities ``(K, Z, Y, X)`` of a ``(C, Z, Y, X)`` image.
-
-    A class scores its CAM on slices where the classifier finds it (probability >= 0.5)
-    and 0 elsewhere; background scores ``cam_threshold``; scores are divided by their sum,
-    so the argmax is "CAM above the threshold, on slices classified as showing the class".
-    """
-    _check_channels(model, array)
-    slices = prepare_slices(array, model.config.image_size, model.config.mirror_excess)
-    classifier_probability, maps = class_activation_maps(model.classifier, slices, model.config.cam_scales)
-    maps = maps * (classifier_probability >= 0.5)[:, :, None, None]
-    background = torch.full_like(maps[:, :1], model.config.cam_threshold)
-    scores = torch.cat([background, maps], dim=1)
-    return _to_image_grid(scores / scores.sum(dim=1, keepdim=True), array.shape[-2:])
-
-
-def slice_classifier_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
-    """The classifier's ``(Z, K - 1)`` class probabilities of every slice of a ``(C, Z, Y, X)`` image."""
-    _check_channels(model, array)
-    probability, _ = class_activation_maps(model.classifier, prepare_slices(array, model.config.image_size, model.config.mirror_excess),
-                                           model.config.cam_scales)
-    return probability.numpy()
-
-
-def refine_probabilities(array: np.ndarray, probabilities: np.ndarray,
-                         spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Slice-wise dense CRF of ``(K, Z, Y, X)`` probabilities on the image, with this method's parameters."""
-    return refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
-
-
-def _crf_params():
-    from weakseg.crf import CrfParams
-
-    return CrfParams(mode="2d")
-
-
-def _to_image_grid(probabilities: torch.Tensor, size_yx: tuple[int, int]) -> np.ndarray:
-    """``(Z, K, S, S)`` -> ``(K, Z, Y, X)`` float32 on the image's slice size, summing to 1."""
-    resized = resize_images(probabilities, tuple(size_yx)).clamp(min=0)
-    resized = resized / resized.sum(dim=1, keepdim=True).clamp(min=1e-6)
-    return np.ascontiguousarray(resized.permute(1, 0, 2, 3).numpy(), dtype=np.float32)
-
-
-def _check_channels(model: ImageLabelModel, array: np.ndarray) -> None:
-    expected = _image_channels(model)
-    if np.ndim(array) != 4 or array.shape[0] != expected:
-        raise WeakSegInputError(f"image of shape {np.shape(array)}: the model expects ({expected}, Z, Y, X)")
-
-
-# --------------------------------------------------------------------------- files
-
-
-def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike, stages_done: int | None = None) -> None:
-    """Write both networks and their settings to one ``weights_only``-loadable file.
-
-    ``stages_done`` (default: all, ``1 + rounds``) records how far training got, for resume.
-    """
-    networks = nn.ModuleDict({"classifier": model.classifier, "segmenter": model.segmenter})
-    metadata = {
-        "method": METHOD_NAME,
-        "class_names": list(model.class_names),
-        "config": model.config.as_dict(),
-        "classifier_config": dict(model.classifier.config),
-        "segmenter_config": dict(model.segmenter.config),
-        "stages_done": 1 + model.config.rounds if stages_done is None else stages_done,
-    }
-    save_checkpoint(path, networks, None, model.config.rounds * model.config.round_steps, metadata)
-
-
-def load_image_label_model(
-    path: str | os.PathLike, device: torch.device | str = "cpu", payload: dict | None = None
-) -> ImageLabelModel:
-    """Load a model written by :func:`save_image_label_model`.
-
-    Args:
-        payload: the checkpoint of ``path`` when the caller has read it already
-            (:func:`weakseg.engine.load_checkpoint` on ``device``), so it is not read twice.
-
-    Raises:
-        WeakSegInputError: missing or damaged file, or a model of another method.
-    """
-    device = torch.device(device)
-    payload = payload if payload is not None else load_checkpoint(path, device)
-    metadata = payload.get("metadata") or {}
-    if metadata.get("method") != METHOD_NAME:
-        raise WeakSegInputError(f"{path}: not a WeakSeg image-label model (method {metadata.get('method')!r})")
-    try:
-        classifier_config = metadata["classifier_config"]
-        segmenter_config = metadata["segmenter_config"]
-        classifier = CamClassifier(int(classifier_config["in_channels"]), int(classifier_config["num_foreground"]),
-                                   tuple(classifier_config["channels"]), float(classifier_config["top_fraction"]))
-        segmenter = UNet2D(int(segmenter_config["in_channels"]), int(segmenter_config["num_classes"]),
-                           tuple(segmenter_config["channels"]), float(segmenter_config["dropout"]))
-        nn.ModuleDict({"classifier": classifier, "segmenter": segmenter}).load_state_dict(payload["model"])
-        config = ImageLabelConfig.from_dict(metadata["config"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise WeakSegInputError(f"{path}: damaged image-label model ({type(error).__name__}: {error})") from None
-    classifier.to(device).eval()
-    segmenter.to(device).eval()
-    return ImageLabelModel(classifier, segmenter, list(metadata["class_names"]), config, device)
+    def check(self) -> None:
+        """Raise :class:`WeakSegInputError` when the settings cannot build the networks (before any work)."""
+        multiple = max(16, 2 ** (len(self.segmenter_channels) - 1))
+        if self.image_size % multiple:
+            raise WeakSegInputError(f"--image-size {self.image_size} must be a multiple of {multiple} for image-label "
+                                    f"training with {len(self.segmenter_channels)} U-Net levels (--channels)")
+
+
+SPEC = MethodSpec(
+    name="imagelabel",
+    summary="image-level labels (slice or image shows a class / healthy): CAM, pseudo labels, self-training, CRF",
+    learns_from=(IMAGE_LABELS,),
+    usage=TRAINED,
+    settings=ImageLabelConfig,
+    train="weakseg.methods.imagelabel_pipeline:train",
+    load="weakseg.methods.imagelabel_pipeline:load_image_label_model",
+    predict="weakseg.methods.imagelabel_pipeline:predict_image",
+    model_kind=MODEL_KIND,
+)

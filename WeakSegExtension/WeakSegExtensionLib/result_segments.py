@@ -2,7 +2,8 @@
 
 A result becomes one segment per class (background excepted), named after the class,
 coloured per class, with standard terminology where the class name is a known
-structure. Every such segment is tagged as created by WeakSeg for a given volume. Writing
+structure (colours and codes from the library's contract, :mod:`library_contract`).
+Every such segment is tagged as created by WeakSeg for a given volume. Writing
 a new result for that volume replaces only those tagged segments; the user's own segments
 (scribbles included) are never touched. The replaced segments are kept aside so that
 :meth:`ResultHistory.undo` can restore the node as it was.
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import slicer
 
-from WeakSegExtensionLib import mrml_bridge
+from WeakSegExtensionLib import library_contract, mrml_bridge
+from WeakSegExtensionLib.library_contract import classColor
 from WeakSegExtensionLib.errors import WeakSegInputError
 
 SOURCE_TAG = "WeakSeg.Source"
@@ -24,48 +26,14 @@ VOLUME_TAG = "WeakSeg.VolumeID"
 CLASS_TAG = "WeakSeg.Class"
 METHOD_TAG = "WeakSeg.Method"
 
-PALETTE = (
-    (0.89, 0.10, 0.11),
-    (0.22, 0.49, 0.72),
-    (0.30, 0.69, 0.29),
-    (0.60, 0.31, 0.64),
-    (1.00, 0.50, 0.00),
-    (1.00, 1.00, 0.20),
-    (0.65, 0.34, 0.16),
-    (0.97, 0.51, 0.75),
-)
-
-_ANATOMY = ("Segmentation category and type - 3D Slicer General Anatomy list", "123037004", "SCT", "Anatomical Structure")
-_ALTERED = ("Segmentation category and type - 3D Slicer General Anatomy list", "49755003", "SCT", "Morphologically Altered Structure")
-
-# Known class names (lower case) -> (category, SNOMED CT code, meaning, colour). Other names get a palette colour.
-KNOWN_STRUCTURES = {
-    "rv": (_ANATOMY, "53085002", "Right ventricle", (0.71, 0.29, 0.31)),
-    "right ventricle": (_ANATOMY, "53085002", "Right ventricle", (0.71, 0.29, 0.31)),
-    "myo": (_ANATOMY, "74281007", "Myocardium", (0.81, 0.57, 0.47)),
-    "myocardium": (_ANATOMY, "74281007", "Myocardium", (0.81, 0.57, 0.47)),
-    "lv": (_ANATOMY, "87878005", "Left ventricle", (0.87, 0.47, 0.42)),
-    "left ventricle": (_ANATOMY, "87878005", "Left ventricle", (0.87, 0.47, 0.42)),
-    "tumor": (_ALTERED, "108369006", "Neoplasm", (0.56, 0.93, 0.56)),
-    "tumour": (_ALTERED, "108369006", "Neoplasm", (0.56, 0.93, 0.56)),
-    "lesion": (_ALTERED, "52988006", "Lesion", (0.69, 0.48, 0.39)),
-}
-
-
-def classColor(className: str, code: int) -> tuple[float, float, float]:
-    """The display colour of a class: its structure's colour if known, else a palette colour by code."""
-    known = KNOWN_STRUCTURES.get(className.lower())
-    return known[3] if known else PALETTE[(code - 1) % len(PALETTE)]
-
-
 def classTerminology(className: str) -> str:
     """A serialized terminology entry for known structures ("" when the name is not one)."""
-    known = KNOWN_STRUCTURES.get(className.lower())
-    if not known:
+    known = library_contract.classTerminology(className)
+    if known is None:
         return ""
-    (context, categoryValue, scheme, categoryMeaning), typeValue, typeMeaning, _ = known
+    context, categoryScheme, categoryValue, categoryMeaning, typeScheme, typeValue, typeMeaning = known
     return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
-        context, categoryValue, scheme, categoryMeaning, typeValue, "SCT", typeMeaning, "", "", "",
+        context, categoryValue, categoryScheme, categoryMeaning, typeValue, typeScheme, typeMeaning, "", "", "",
         "Anatomic codes - DICOM master list", "", "", "", "", "", "",
     )
 

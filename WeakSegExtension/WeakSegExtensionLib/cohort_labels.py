@@ -33,13 +33,13 @@ import numpy as np
 
 from WeakSegExtensionLib import mrml_bridge
 from WeakSegExtensionLib.errors import WeakSegInputError
+from WeakSegExtensionLib.library_contract import HEALTHY, LABEL_CSV_NAME_COLUMNS
+from WeakSegExtensionLib.library_contract import LABEL_CSV_COLUMNS as CSV_COLUMNS
 from WeakSegExtensionLib.mrml_bridge import SliceRangeLabel, describeNode
 
-HEALTHY = "healthy"
 SCRIBBLES_ROLE = "WeakSegScribbles"
 MASK_ROLE = "WeakSegMask"
 RESULT_ROLE = "WeakSegResult"
-CSV_COLUMNS = ("volume", "label", "first_slice", "last_slice")
 IMAGE_LABELS_FILE = "image_labels.csv"
 
 
@@ -118,10 +118,10 @@ def labelRows(volumeNodes: Iterable) -> list[dict[str, str]]:
     for volumeNode in volumeNodes:
         volumeLabel, ranges = mrml_bridge.readImageLabels(volumeNode)
         if volumeLabel:
-            rows.append({"volume": volumeNode.GetName(), "label": volumeLabel, "first_slice": "", "last_slice": ""})
+            rows.append({"case": volumeNode.GetName(), "label": volumeLabel, "first_slice": "", "last_slice": ""})
         for sliceRange in ranges:
             rows.append({
-                "volume": volumeNode.GetName(), "label": sliceRange.label,
+                "case": volumeNode.GetName(), "label": sliceRange.label,
                 "first_slice": str(sliceRange.first), "last_slice": str(sliceRange.last),
             })
     return rows
@@ -150,9 +150,11 @@ def importLabels(csvPath: str | os.PathLike, volumeNodes: Sequence, classNames: 
     try:
         with open(csvPath, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            missing = [column for column in ("volume", "label") if column not in (reader.fieldnames or [])]
-            if missing:
-                raise WeakSegInputError(f"{csvPath}: missing column(s) {missing}; expected {list(CSV_COLUMNS)}")
+            columns = reader.fieldnames or []
+            nameColumn = next((column for column in LABEL_CSV_NAME_COLUMNS if column in columns), None)
+            if nameColumn is None or "label" not in columns:
+                raise WeakSegInputError(f"{csvPath}: missing column(s); expected {list(CSV_COLUMNS)} "
+                                        f"(or {' / '.join(LABEL_CSV_NAME_COLUMNS)} for the first)")
             rows = list(reader)
     except OSError as error:
         raise WeakSegInputError(f"{csvPath}: cannot be read ({error.strerror})") from None
@@ -161,7 +163,7 @@ def importLabels(csvPath: str | os.PathLike, volumeNodes: Sequence, classNames: 
         byName.setdefault(volumeNode.GetName(), []).append(volumeNode)
     planned: dict[str, tuple[object, list]] = {}
     for lineNumber, row in enumerate(rows, start=2):
-        name = (row.get("volume") or "").strip()
+        name = (row.get(nameColumn) or "").strip()
         where = f"{csvPath}, line {lineNumber}"
         matches = byName.get(name, [])
         if len(matches) != 1:
@@ -306,12 +308,11 @@ def writeTrainingFolder(rows: Sequence[CohortRow], folder: str | os.PathLike, cl
             if labels is not None:
                 _writeLabelmap(labels, row.volumeNode, folder / f"{case}_{suffix}.nii.gz")
         for entry in labelRows([row.volumeNode]):
-            labelLines.append({**entry, "volume": case})
+            labelLines.append({**entry, "case": case})
     with open(folder / IMAGE_LABELS_FILE, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=("case", "label", "first_slice", "last_slice"))
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        for entry in labelLines:
-            writer.writerow({"case": entry["volume"], **{k: entry[k] for k in ("label", "first_slice", "last_slice")}})
+        writer.writerows(labelLines)
     return {case: row.volumeNode for case, row, _, _ in planned}
 
 

@@ -1,4 +1,4 @@
-"""``weakseg bench imagelabel``: segmentation from image-level labels, every method in one run.
+"""``weakseg bench imagelabel``: segmentation from image-level labels, the pipeline and its baselines in one run.
 
 The methods learn from slice labels ("shows a lesion" / "healthy") only; full masks are
 read for two things alone: deriving those slice labels (BraTS layout), and scoring.
@@ -14,7 +14,10 @@ Methods:
     full        CAM -> class-balanced superpixel pseudo labels -> self-trained U-Net ->
                 per-volume appearance refinement -> CRF
 
-Layouts (``--layout``, detected when ``auto``):
+The rows are the ``imagelabel`` method (``full``), an ablation of it and its baselines, not
+separate methods of the registry.
+
+Layouts (``layout``, detected when ``auto``):
     brats       a folder of volumes ``<case>_<channel>.nii.gz`` (``--channel``, default
                 ``flair``) with ``<case>_label.nii.gz`` (lesion = label > 0) and optionally
                 ``<case>_brainmask.nii.gz`` (used by the intensity baseline). Slice labels
@@ -34,7 +37,6 @@ no-lesion accuracy (a slice is predicted "lesion" when any pixel is), and second
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -42,17 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-from weakseg.bench import write_csv
+from weakseg.bench.reports import imagelabel_table, write_csv, write_overlay
+from weakseg.contract import BACKGROUND
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.io import read_image, read_labelmap
 from weakseg.methods.appearance import foreground_region
 from weakseg.metrics import dice_per_class
-from weakseg.overlay import overlay_picture, write_png
-from weakseg.progress import Progress
+from weakseg.progress import SILENT, Progress
 
 IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "network+crf", "full")
-CLASS_NAMES = ["background", "lesion"]
+CLASS_NAMES = [BACKGROUND, "lesion"]
 INTENSITY_K_GRID = np.round(np.arange(0.0, 3.01, 0.1), 2)
 
 
@@ -67,25 +69,61 @@ class BenchCase:
     spacing_zyx: tuple[float, float, float]
 
 
-def run_imagelabel_bench(arguments: argparse.Namespace, progress: Progress) -> dict[str, list[dict]]:
-    """Run the benchmark of the parsed ``weakseg bench imagelabel`` arguments; summaries by dataset."""
-    methods = [name.strip() for name in (arguments.methods or ",".join(IMAGELABEL_METHODS)).split(",") if name.strip()]
-    unknown = [name for name in methods if name not in IMAGELABEL_METHODS]
+@dataclass
+class ImageLabelBenchOptions:
+    """What to benchmark; ``rounds``, ``steps``, ``image_size`` None keep the method's defaults."""
+
+    data_dir: str
+    out: str = "bench-out"
+    methods: tuple[str, ...] = IMAGELABEL_METHODS
+    layout: str = "auto"
+    train_split: str | None = None
+    test_split: str | None = None
+    channel: str = "flair"
+    rounds: int | None = None
+    steps: int | None = None
+    image_size: int | None = None
+    overlays: int = 3
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class ImageLabelBenchResult:
+    """Per dataset: the summary rows and the table printed for people."""
+
+    summaries: dict[str, list[dict]]
+    tables: dict[str, str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.tables.values())
+
+
+def check_options(options: ImageLabelBenchOptions) -> None:
+    """Raise :class:`WeakSegInputError` for unknown rows (before any work)."""
+    unknown = [name for name in options.methods if name not in IMAGELABEL_METHODS]
     if unknown:
         raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(IMAGELABEL_METHODS)}")
-    layout = detect_layout(arguments.data_dir) if arguments.layout == "auto" else arguments.layout
+
+
+def run_imagelabel_bench(options: ImageLabelBenchOptions, progress: Progress = SILENT) -> ImageLabelBenchResult:
+    """Run the benchmark; one summary and table per dataset."""
+    check_options(options)
+    layout = detect_layout(options.data_dir) if options.layout == "auto" else options.layout
     if layout == "brats":
-        datasets = {Path(arguments.data_dir).name: _brats_splits(arguments)}
+        datasets = {Path(options.data_dir).name: _brats_splits(options)}
     else:
-        datasets = _medimgseg_splits(arguments.data_dir)
-    out = Path(arguments.out)
-    summaries = {}
+        datasets = _medimgseg_splits(options.data_dir)
+    out = Path(options.out)
+    result = ImageLabelBenchResult({}, {})
     for index, (dataset, (train, test)) in enumerate(datasets.items()):
         part = progress.part(index / len(datasets), (index + 1) / len(datasets))
-        summaries[dataset] = _bench_dataset(dataset, train, test, methods, layout, arguments,
-                                            out / dataset if len(datasets) > 1 else out, part)
+        summary, table = _bench_dataset(dataset, train, test, list(options.methods), layout, options,
+                                        out / dataset if len(datasets) > 1 else out, part)
+        result.summaries[dataset], result.tables[dataset] = summary, table
     progress.report(1.0, "done")
-    return summaries
+    return result
 
 
 def detect_layout(folder: str) -> str:
@@ -106,13 +144,13 @@ def detect_layout(folder: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def _brats_splits(arguments: argparse.Namespace) -> tuple[list[BenchCase], list[BenchCase]]:
-    folder = Path(arguments.data_dir)
-    suffix = f"_{arguments.channel}.nii.gz"
+def _brats_splits(options: ImageLabelBenchOptions) -> tuple[list[BenchCase], list[BenchCase]]:
+    folder = Path(options.data_dir)
+    suffix = f"_{options.channel}.nii.gz"
     names = sorted(entry.name[: -len(suffix)] for entry in folder.iterdir() if entry.name.endswith(suffix))
     if not names:
         raise WeakSegInputError(f"{folder}: no <case>{suffix} volumes (choose the channel with --channel)")
-    if not arguments.train_split or not arguments.test_split:
+    if not options.train_split or not options.test_split:
         raise WeakSegInputError("the brats layout needs --train-split and --test-split (e.g. pat0005,pat0006)")
 
     def select(spec: str) -> list[BenchCase]:
@@ -122,7 +160,7 @@ def _brats_splits(arguments: argparse.Namespace) -> tuple[list[BenchCase], list[
             raise WeakSegInputError(f"split {spec!r} selects none of the cases in {folder}: {names}")
         return [_read_brats_case(folder, name, suffix) for name in chosen]
 
-    return select(arguments.train_split), select(arguments.test_split)
+    return select(options.train_split), select(options.test_split)
 
 
 def _read_brats_case(folder: Path, name: str, suffix: str) -> BenchCase:
@@ -201,23 +239,25 @@ def choose_intensity_rule(train: list[BenchCase]) -> tuple[float, int, float]:
     return best
 
 
-def _train_model(train: list[BenchCase], layout: str, arguments: argparse.Namespace, progress: Progress):
+def _train_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOptions, progress: Progress):
     from weakseg.engine import pick_device
-    from weakseg.methods.imagelabel import ImageLabelConfig, LabelledVolume, train_image_label_model
+    from weakseg.methods.imagelabel import ImageLabelConfig
+    from weakseg.methods.imagelabel_pipeline import LabelledVolume, train_image_label_model
 
-    config = ImageLabelConfig(seed=arguments.seed, mirror_excess=layout == "brats")
-    if arguments.rounds is not None:
-        config.rounds = arguments.rounds
-    if arguments.steps is not None:
-        config.classifier_steps = config.round_steps = arguments.steps
-    if arguments.image_size is not None:
-        config.image_size = arguments.image_size
+    config = ImageLabelConfig(seed=options.seed, mirror_excess=layout == "brats")
+    if options.rounds is not None:
+        config.rounds = options.rounds
+    if options.steps is not None:
+        config.classifier_steps = config.round_steps = options.steps
+    if options.image_size is not None:
+        config.image_size = options.image_size
     volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
-    return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(arguments.device))
+    return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(options.device))
 
 
 def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]) -> np.ndarray:
-    from weakseg.methods.imagelabel import cam_probabilities, refine_probabilities, segment_volume
+    from weakseg.methods.imagelabel_baselines import cam_probabilities, refine_probabilities
+    from weakseg.methods.imagelabel_pipeline import segment_volume
 
     if method == "intensity":
         return intensity_labels(case, rule[0], rule[1])
@@ -234,12 +274,12 @@ def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]
 
 
 def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], methods: list[str], layout: str,
-                   arguments: argparse.Namespace, out: Path, progress: Progress) -> list[dict]:
+                   options: ImageLabelBenchOptions, out: Path, progress: Progress) -> tuple[list[dict], str]:
     started = time.perf_counter()
     rule = choose_intensity_rule(train)
     model = None
     if any(method != "intensity" for method in methods):
-        model = _train_model(train, layout, arguments, progress.part(0.0, 0.8))
+        model = _train_model(train, layout, options, progress.part(0.0, 0.8))
     training_seconds = time.perf_counter() - started
     progress = progress.part(0.8, 1.0)
     case_rows, slice_rows = [], []
@@ -254,9 +294,8 @@ def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], 
                               "lesion_slices": int(case.truth.reshape(case.truth.shape[0], -1).any(1).sum()),
                               "seconds": seconds})
             slice_rows += _slice_rows(dataset, case, method, prediction)
-            if index < arguments.overlays and case.truth.any():
-                picture = overlay_picture(case.array, case.truth, prediction)
-                write_png(out / f"overlay_{case.name}_{method.replace('+', '_')}.png", picture)
+            if index < options.overlays and case.truth.any():
+                write_overlay(out, case.name, method, case.array, case.truth, prediction)
     summary = summarise(case_rows, slice_rows, methods)
     write_csv(out / "cases.csv", case_rows)
     write_csv(out / "slices.csv", slice_rows)
@@ -264,8 +303,7 @@ def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], 
     header = (f"{dataset}: trained on {len(train)} images/volumes ({training_seconds:.0f} s), tested on {len(test)}; "
               f"intensity rule: {'above mean +' if rule[1] > 0 else 'below mean -'} {rule[0]:.1f} std "
               f"(training Dice {rule[2]:.3f})")
-    print(header + "\n" + format_summary(summary))
-    return summary
+    return summary, header + "\n" + imagelabel_table(summary)
 
 
 def _slice_rows(dataset: str, case: BenchCase, method: str, prediction: np.ndarray) -> list[dict]:
@@ -303,22 +341,6 @@ def summarise(case_rows: list[dict], slice_rows: list[dict], methods: list[str])
             "seconds": float(np.mean([row["seconds"] for row in cases])),
         })
     return summary
-
-
-def format_summary(summary: list[dict]) -> str:
-    """A Markdown table, one row per method."""
-    header = ["method", "3D Dice", "Dice (lesion slices)", "JA", "DI", "AC", "SE", "SP", "slice acc.", "s/case"]
-    lines = [
-        f"{summary[0]['lesion_slices']} lesion slices of {summary[0]['slices']}",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    for entry in summary:
-        values = [entry["dice_3d"], entry["slice_dice"], entry["jaccard"], entry["slice_dice"], entry["accuracy"],
-                  entry["sensitivity"], entry["specificity"], entry["slice_accuracy"]]
-        lines.append("| " + " | ".join([entry["method"]] + [f"{value:.3f}" for value in values]
-                                       + [f"{entry['seconds']:.1f}"]) + " |")
-    return "\n".join(lines)
 
 
 def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:

@@ -1,0 +1,59 @@
+"""What the benchmarks write: Markdown tables, CSV files and overlay pictures, all atomically."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from weakseg.io import write_atomically
+from weakseg.overlay import overlay_picture, write_png
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` (dicts with the same keys) as a CSV file, atomically."""
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
+
+
+def write_overlay(out: Path, case: str, method: str, image: np.ndarray, truth: np.ndarray | None,
+                  prediction: np.ndarray, scribbles: np.ndarray | None = None) -> None:
+    """``overlay_<case>_<method>.png``: image | truth | prediction (with the scribbles when given)."""
+    picture = overlay_picture(image, truth, prediction, scribbles)
+    write_png(out / f"overlay_{case}_{method.replace('+', '_')}.png", picture)
+
+
+def scribble_table(summary: list[dict], foreground: list[str], case_count: int) -> str:
+    """A Markdown table: one row per method, per-class mean Dice, mean, seconds/volume."""
+    header = ["method"] + [f"Dice {name}" for name in foreground] + ["mean Dice", "s/volume"]
+    lines = [
+        f"{case_count} test volumes",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for entry in summary:
+        values = [f"{entry[name]:.3f}" for name in foreground] + [f"{entry['mean']:.3f}", f"{entry['seconds']:.1f}"]
+        lines.append("| " + " | ".join([entry["method"]] + values) + " |")
+    return "\n".join(lines)
+
+
+def imagelabel_table(summary: list[dict]) -> str:
+    """A Markdown table of the image-label benchmark, one row per method."""
+    header = ["method", "3D Dice", "Dice (lesion slices)", "JA", "DI", "AC", "SE", "SP", "slice acc.", "s/case"]
+    lines = [
+        f"{summary[0]['lesion_slices']} lesion slices of {summary[0]['slices']}",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for entry in summary:
+        values = [entry["dice_3d"], entry["slice_dice"], entry["jaccard"], entry["slice_dice"], entry["accuracy"],
+                  entry["sensitivity"], entry["specificity"], entry["slice_accuracy"]]
+        lines.append("| " + " | ".join([entry["method"]] + [f"{value:.3f}" for value in values]
+                                       + [f"{entry['seconds']:.1f}"]) + " |")
+    return "\n".join(lines)
