@@ -55,7 +55,7 @@ BREAKAGES = (
     Breakage(
         "resume-skips-weights",
         "a resumed cohort run does not load the checkpoint's network weights",
-        LIB + "methods/cohort.py",
+        LIB + "methods/scribble_training.py",
         'network.load_state_dict(stored["model"])',
         "pass",
         (RESUME + "test_cohort_resume_equals_an_uninterrupted_run",),
@@ -71,7 +71,7 @@ BREAKAGES = (
     Breakage(
         "adapt-ignores-names",
         "adaptation to a volume's scribbles takes scribble codes as model codes, ignoring the class names",
-        LIB + "methods/cohort.py",
+        LIB + "methods/scribble_unet.py",
         "table[code] = model_code[name.lower()]",
         "table[code] = code",
         (REGRESSIONS + "test_adaptation_matches_scribble_classes_by_name",),
@@ -79,7 +79,7 @@ BREAKAGES = (
     Breakage(
         "imagelabel-swapped",
         "image-label inference swaps lesion and background",
-        LIB + "methods/imagelabel.py",
+        LIB + "methods/imagelabel_pipeline.py",
         "probabilities = _to_image_grid(probabilities, array.shape[-2:])",
         "probabilities = _to_image_grid(probabilities.flip(1), array.shape[-2:])",
         (REGRESSIONS + "test_image_labels_segment_the_lesion_not_its_background",),
@@ -87,7 +87,7 @@ BREAKAGES = (
     Breakage(
         "crf-removed",
         "the interactive method skips its dense-CRF step",
-        LIB + "methods/interactive.py",
+        LIB + "methods/interactive_unet.py",
         "    if config.use_crf:",
         "    if False:",
         (REGRESSIONS + "test_interactive_learns_past_its_scribbles_and_the_crf_helps",),
@@ -110,8 +110,8 @@ BREAKAGES = (
     ),
     Breakage(
         "flip-tta-misaligned",
-        "the cohort prediction averages flipped predictions without flipping them back",
-        LIB + "methods/cohort.py",
+        "the 2D networks' prediction averages flipped predictions without flipping them back",
+        LIB + "inference.py",
         "total = total + (probabilities.flip(dims) if dims else probabilities)",
         "total = total + probabilities",
         (REGRESSIONS + "test_cohort_segments_held_out_volumes_without_scribbles",),
@@ -119,7 +119,7 @@ BREAKAGES = (
     Breakage(
         "resume-skips-critic",
         "a resumed MAAG run does not load the discriminator and its optimiser",
-        LIB + "methods/cohort.py",
+        LIB + "methods/scribble_training.py",
         'prior.load_state(stored["extra"]["shape_prior"])',
         "pass",
         (RESUME + "test_maag_resume_equals_an_uninterrupted_run_including_the_critic",),
@@ -167,7 +167,7 @@ BREAKAGES = (
     Breakage(
         "imagelabel-resume-skips-segmenter",
         "a resumed image-label run does not load the segmentation network",
-        LIB + "methods/imagelabel.py",
+        LIB + "methods/imagelabel_pipeline.py",
         "model.segmenter.load_state_dict(stored.segmenter.state_dict())",
         "pass",
         (RESUME + "test_image_label_resume_equals_an_uninterrupted_run",),
