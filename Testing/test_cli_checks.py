@@ -78,6 +78,27 @@ def test_bad_output_paths_are_refused_before_any_work(capsys, data, tmp_path, ma
     assert words in message
 
 
+@pytest.mark.parametrize("method", ["interactive", "growcut"])
+@pytest.mark.parametrize("make_out, words", [
+    (lambda tmp: tmp / "result.txt", "--out"),
+    (lambda tmp: tmp, "is a folder"),
+    (lambda tmp: (tmp / "file").write_text("x") and tmp / "file" / "r.nii.gz", "is a file, not a folder"),
+])
+def test_segment_refuses_a_bad_output_path_before_reading_or_segmenting(capsys, data, tmp_path, monkeypatch,
+                                                                        method, make_out, words):
+    import weakseg.apply
+    import weakseg.io
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(weakseg.io, "read_image", must_not_run)
+    monkeypatch.setattr(weakseg.apply, "segment_image", must_not_run)
+    message = refused(capsys, "segment", data / "case01_image.nii.gz", "--scribbles", data / "case01_scribble.nii.gz",
+                      "--method", method, "--out", make_out(tmp_path), "--progress", "none")
+    assert words in message
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_an_unwritable_output_folder_is_refused(capsys, data, tmp_path):
     locked = tmp_path / "locked"
