@@ -211,3 +211,25 @@ def test_a_method_registered_in_the_library_appears_in_the_menu_without_any_exte
     assert name not in panel.trainingBox.items
     panel.methodBox.userPicks(name)
     assert panel.parameters.method == name
+
+
+def widgetMethodCalls(functionName: str) -> set[str]:
+    """``receiver.method`` texts of the calls in ``WeakSegWidget.<functionName>`` of WeakSeg.py."""
+    import ast
+
+    tree = ast.parse((EXTENSION / "WeakSeg.py").read_text(encoding="utf-8"))
+    widget = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "WeakSegWidget")
+    function = next(node for node in widget.body if isinstance(node, ast.FunctionDef) and node.name == functionName)
+    return {ast.unparse(call.func) for call in ast.walk(function) if isinstance(call, ast.Call)}
+
+
+def test_the_widget_wires_the_menus_both_ways_and_refreshes_them_on_entering_and_after_installing():
+    """The panel itself needs the Slicer application (its self-test ``test_Widget`` drives it there);
+    here: the widget makes the menus, routes each combo box's index changes to ``choose``, shows the
+    parameters after every parameter-node change, and asks the library on entering and after an install."""
+    setup = widgetMethodCalls("setup")
+    assert "method_menus.MethodMenus" in setup and "menu.comboBox.connect" in setup and "menu.choose" in setup
+    assert 'menu.comboBox.connect("currentIndexChanged(int)"' in (EXTENSION / "WeakSeg.py").read_text(encoding="utf-8")
+    assert "self._methodMenus.show" in widgetMethodCalls("_onParameterNodeModified")
+    assert "self._methodMenus.refresh" in widgetMethodCalls("enter")
+    assert "self._methodMenus.refresh" in widgetMethodCalls("_ensureDependencies")
