@@ -233,3 +233,32 @@ def test_the_widget_wires_the_menus_both_ways_and_refreshes_them_on_entering_and
     assert "self._methodMenus.show" in widgetMethodCalls("_onParameterNodeModified")
     assert "self._methodMenus.refresh" in widgetMethodCalls("enter")
     assert "self._methodMenus.refresh" in widgetMethodCalls("_ensureDependencies")
+
+
+def test_the_logic_brings_a_newly_registered_method_from_the_command_line_into_the_menu(slicerModule, tmp_path,
+                                                                                       monkeypatch):
+    """The same, end to end: the logic runs ``weakseg methods --json`` in a process whose registry holds one
+    more method (registered before the command line starts), and the menu lists it."""
+    import os
+    import sys
+
+    from WeakSegExtensionLib.logic import WeakSegLogic
+
+    register = (
+        "import sys\n"
+        "from weakseg.methods import registry\n"
+        "from weakseg.methods.spec import TRAINED, SCRIBBLES, MethodSpec\n"
+        "registry.METHODS += (MethodSpec(name='probetrained', summary='a trained probe', learns_from=(SCRIBBLES,),"
+        " usage=TRAINED),)\n"
+        "from weakseg.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    library = str(EXTENSION.parent / "WeakSegLib")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [library, os.environ.get("PYTHONPATH")])))
+    logic = WeakSegLogic(scene=slicerModule.vtkMRMLScene(), cliCommand=[sys.executable, "-c", register],
+                         temporaryDirectory=str(tmp_path))
+    panel = Panel()
+    panel.menus.refresh(logic.methodCatalog, panel.parameters)
+    assert panel.trainingBox.items[-1] == "probetrained"
+    assert panel.trainingBox.toolTips[len(panel.trainingBox.items) - 1] == "a trained probe"
+    assert "probetrained" not in panel.methodBox.items
