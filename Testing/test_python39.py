@@ -144,6 +144,7 @@ def test_python_3_9_compiles_every_file_and_imports_the_extension_helpers_that_n
         "    compile(open(path, encoding='utf-8').read(), path, 'exec')\n"
         f"sys.path.insert(0, {str(REPOSITORY / 'WeakSegExtension')!r})\n"
         "import WeakSegExtensionLib.runner, WeakSegExtensionLib.jobs, WeakSegExtensionLib.install, WeakSegExtensionLib.segment_editor\n"
+        "import WeakSegExtensionLib.method_menus\n"
     )
     result = subprocess.run([interpreter, "-B", "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

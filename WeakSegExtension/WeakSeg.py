@@ -13,7 +13,7 @@ import numpy as np
 import qt
 import slicer
 import vtk
-from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Default, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
@@ -21,11 +21,10 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from WeakSegExtensionLib import cohort_labels, install, mrml_bridge, segment_editor
+from WeakSegExtensionLib import cohort_labels, install, method_menus, mrml_bridge, segment_editor
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
-from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic  # noqa: F401  (the module's logic)
+from WeakSegExtensionLib.logic import WeakSegLogic
 
-SEGMENT_EDITOR_TAG = "WeakSegSegmentEditor"
 POLL_INTERVAL_MS = 100
 COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask")
 
@@ -55,9 +54,9 @@ class WeakSegParameterNode:
     outputSegmentation: slicer.vtkMRMLSegmentationNode
     maskSegmentation: slicer.vtkMRMLSegmentationNode
     classNames: str
-    method: Annotated[str, Choice(list(METHODS)), Default("weakseg")]
+    method: Annotated[str, Default("interactive")]  # no Choice: the menus come from the library (method_menus)
     modelPath: str
-    trainingMethod: Annotated[str, Choice(list(TRAINING_METHODS)), Default("cohort")]
+    trainingMethod: Annotated[str, Default("cohort")]
     resume: bool
 
 
@@ -87,9 +86,12 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = WeakSegLogic(logCallback=self._log)
+        self._methodMenus = method_menus.MethodMenus(self.ui.methodComboBox, self.ui.trainingMethodComboBox, qt.Qt.ToolTipRole)
+        for menu in self._methodMenus.menus:
+            menu.comboBox.connect("currentIndexChanged(int)", lambda index, menu=menu: menu.choose(index, self._parameterNode))
 
         editor = self.ui.segmentEditorWidget
-        editor.setMRMLSegmentEditorNode(self._segmentEditorNode())
+        editor.setMRMLSegmentEditorNode(segment_editor.editorParameterNode(slicer.mrmlScene))
         editor.setMRMLScene(slicer.mrmlScene)
         editor.segmentationNodeSelectorVisible = False
         editor.sourceVolumeNodeSelectorVisible = False
@@ -123,16 +125,6 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         self._updateButtons()
 
-    def _segmentEditorNode(self):
-        """The module's own Segment Editor parameter node, so that the Segment Editor module is not disturbed."""
-        node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_TAG, "vtkMRMLSegmentEditorNode")
-        if node is None:
-            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
-            node.UnRegister(None)
-            node.SetSingletonTag(SEGMENT_EDITOR_TAG)
-            node = slicer.mrmlScene.AddNode(node)
-        return node
-
     def cleanup(self) -> None:
         self._timer.stop()
         if self._job is not None and not self._job.finished:
@@ -141,6 +133,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._methodMenus.refresh(self.logic.methodCatalog, self._parameterNode)
         self.ui.segmentEditorWidget.setupViewObservations()
         self.refreshCohortTable()
 
@@ -154,7 +147,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
-        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self._segmentEditorNode())
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(segment_editor.editorParameterNode(slicer.mrmlScene))
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -189,6 +182,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segment_editor.showInEditor(
             self.ui.segmentEditorWidget, self._parameterNode.scribbleSegmentation, self._parameterNode.inputVolume
         )
+        self._methodMenus.show(self._parameterNode)
         self._updateButtons()
 
     def onModelPathChanged(self, path: str) -> None:
@@ -248,6 +242,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             logging.exception("WeakSeg: installing Python packages failed")
             self.ui.statusLabel.text = "Installing WeakSeg's Python packages failed; nothing was done."
             return False
+        self._methodMenus.refresh(self.logic.methodCatalog, self._parameterNode)  # now from the installed library
         return not self.logic.missingDependencies()
 
     def _startJob(self, startFunction, onResult) -> None:
@@ -448,7 +443,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 class WeakSegTest(ScriptedLoadableModuleTest):
     """*Reload and Test*, on a synthetic disc, no network: scribbles, Grow from seeds and WeakSeg (few steps), preview,
-    apply, undo, re-apply, cancel, the panel's buttons, leaving the module, image labels through CSV."""
+    apply, undo, re-apply, cancel, the panel's buttons and method menu, leaving the module, image labels through CSV."""
 
     FEW_STEPS, TIMEOUT_SECONDS = ["--steps", "20", "--device", "cpu", "--seed", "0"], 600
 
@@ -502,7 +497,7 @@ class WeakSegTest(ScriptedLoadableModuleTest):
         if self._dependenciesMissing(logic):
             return
         growcut = logic.startSegmentation(volume, scribbles, "growcut").wait()
-        weakseg = logic.startSegmentation(volume, scribbles, "weakseg", extraArguments=self.FEW_STEPS).wait()
+        weakseg = logic.startSegmentation(volume, scribbles, "interactive", extraArguments=self.FEW_STEPS).wait()
         preview = logic.showPreview(growcut)
         self.assertGreater(self._discDice(preview, volume, truth), 0.8)
         logic.removePreview(preview)
@@ -527,7 +522,7 @@ class WeakSegTest(ScriptedLoadableModuleTest):
         volume, scribbles, _ = self._scribbledCase(logic)
         if self._dependenciesMissing(logic):
             return
-        job = logic.startSegmentation(volume, scribbles, "weakseg", extraArguments=["--steps", "100000", "--device", "cpu"])
+        job = logic.startSegmentation(volume, scribbles, "interactive", extraArguments=["--steps", "100000", "--device", "cpu"])
         self._waitUntil(lambda: job.poll() is not None and (job.percent > 0 or job.finished), "no progress reported")
         self.assertFalse(job.finished, "the run ended before it could be cancelled")
         started = time.monotonic()
@@ -555,6 +550,10 @@ class WeakSegTest(ScriptedLoadableModuleTest):
         parameters = widget._parameterNode
         parameters.inputVolume = volume
         parameters.classNames = "disc"
+        parameters.method = "weakseg"  # an old scene's spelling: the menu shows the method's current name
+        self.assertEqual(widget.ui.methodComboBox.currentText, "interactive")
+        widget.ui.methodComboBox.setCurrentIndex(widget.ui.methodComboBox.findText("growcut"))  # as a user picks it
+        self.assertEqual(parameters.method, "growcut")
         widget.ui.createScribblesButton.click()
         scribbles = parameters.scribbleSegmentation
         editor = widget.ui.segmentEditorWidget
@@ -570,7 +569,7 @@ class WeakSegTest(ScriptedLoadableModuleTest):
             self.assertGreater(self._discDice(output, volume, truth), 0.8)
             widget.ui.undoButton.click()
             self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 0)
-            parameters.method = "weakseg"
+            parameters.method = "interactive"
             widget.ui.segmentButton.click()
             self.assertTrue(widget.ui.cancelButton.enabled)
             widget.ui.cancelButton.click()

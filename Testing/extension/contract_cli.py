@@ -5,7 +5,8 @@ It lets the Slicer-side tests check everything the extension does around the com
 second, without training anything:
 
 * ``segment --method growcut``: WeakSegLib's real grow-cut (Slicer's *Grow from seeds*), so
-  a Dice measured through it is grow-cut's; ``--method weakseg``: every voxel takes the class
+  a Dice measured through it is grow-cut's; any other per-image method of the library
+  (``interactive``, its old spelling ``weakseg``, ...): every voxel takes the class
   whose scribbles' mean intensity is closest to its own (no learning: a result matches the
   truth only if image and scribbles reached it aligned; never a Dice claim for a method);
 * ``train``: checks the training folder (every ``_scribble``/``_label`` file on its image's
@@ -174,14 +175,14 @@ def main() -> None:
     segmentParser.add_argument("--scribbles", required=True)
     segmentParser.add_argument("--out", required=True)
     segmentParser.add_argument("--classes", required=True)
-    segmentParser.add_argument("--method", choices=("weakseg", "growcut"), default="weakseg")
+    from weakseg.methods.registry import PER_IMAGE, TRAINED, accepted_names, training_options
+
+    segmentParser.add_argument("--method", choices=accepted_names(PER_IMAGE), default="interactive")
     trainParser = commands.add_parser("train")
     trainParser.add_argument("data_dir")
     trainParser.add_argument("--out", required=True)
     trainParser.add_argument("--classes", required=True)
     trainParser.add_argument("--resume", action="store_true")
-    from weakseg.methods.registry import TRAINED, accepted_names, training_options
-
     trainParser.add_argument("--method", choices=accepted_names(TRAINED), default="cohort")
     trainParser.add_argument("--unpaired-masks")
     trainParser.add_argument("--image-labels")

@@ -73,7 +73,7 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_parser(scene, 
     monkeypatch.setenv("WEAKSEG_STUB_RECORD", str(record))
     logic = WeakSegLogic(scene=scene, cliCommand=STAND_IN, temporaryDirectory=str(workDirectory))
     scribbled, scribbleNode, masked, lesion = _cohortScene(scene, logic)
-    for method in ("weakseg", "growcut"):
+    for method in ("interactive", "weakseg", "growcut"):  # the panel's name, an old scene's spelling, the baseline
         logic.segmentFromScribbles(scribbled, scribbleNode, method=method)
     for method in ("cohort", "pce", "maag"):
         logic.trainCohort([scribbled, masked], tmp_path / f"{method}.pt", method=method)
@@ -85,7 +85,7 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_parser(scene, 
     queries = [command for command in recorded if command[0] == "methods"]
     commands = [command for command in recorded if command[0] != "methods"]
     assert queries, "the logic asks the command line which methods exist"
-    assert [command[0] for command in commands] == ["segment"] * 2 + ["train"] * 5 + ["predict"]
+    assert [command[0] for command in commands] == ["segment"] * 3 + ["train"] * 5 + ["predict"]
     parser = build_parser()
     for query in queries:
         assert parser.parse_args(query).json
@@ -95,11 +95,11 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_parser(scene, 
             parsed.append(parser.parse_args(command))
         except SystemExit:
             pytest.fail(f"the real parser refuses a command line the logic builds: {command}")
-    assert [arguments.method for arguments in parsed[:2]] == ["weakseg", "growcut"]
-    assert [arguments.method for arguments in parsed[2:5]] == ["cohort", "pce", "maag"]
-    assert parsed[4].unpaired_masks and parsed[5].resume and parsed[6].image_labels
+    assert [arguments.method for arguments in parsed[:3]] == ["interactive", "weakseg", "growcut"]
+    assert [arguments.method for arguments in parsed[3:6]] == ["cohort", "pce", "maag"]
+    assert parsed[5].unpaired_masks and parsed[6].resume and parsed[7].image_labels
     assert all(arguments.progress == "lines" for arguments in parsed)
-    assert parsed[7].format == ".seg.nrrd" and len(parsed[7].images) == 2
+    assert parsed[8].format == ".seg.nrrd" and len(parsed[8].images) == 2
 
 
 # ----------------------------------------------------------------------------- predict names

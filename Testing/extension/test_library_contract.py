@@ -105,13 +105,12 @@ def test_the_stand_in_and_the_real_command_line_accept_the_same_arguments_and_wr
     assert written["stand-in"] == written["real"] == outputs
 
 
-def test_the_panels_starting_method_lists_are_methods_of_the_library(slicerModule):
-    from WeakSegExtensionLib import logic
-    from weakseg.methods.registry import accepted_names
-    from weakseg.methods.spec import PER_IMAGE, TRAINED
+def test_the_panels_built_in_method_lists_are_methods_of_the_library():
+    from WeakSegExtensionLib.method_menus import FALLBACK_CATALOG
+    from weakseg.methods.registry import method_names
 
-    assert set(logic.METHODS) <= set(accepted_names(PER_IMAGE))
-    assert set(logic.TRAINING_METHODS) <= set(accepted_names(TRAINED))
+    for usage in ("per-image", "trained"):
+        assert {entry["name"] for entry in FALLBACK_CATALOG if entry["usage"] == usage} <= set(method_names(usage))
 
 
 def test_the_logic_asks_the_command_line_which_methods_exist(slicerModule, tmp_path):

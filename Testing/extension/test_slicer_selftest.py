@@ -32,7 +32,6 @@ def standInModules() -> dict[str, types.ModuleType]:
     qt = types.ModuleType("qt")
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")
     wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = lambda choices: ("choice", tuple(choices))
     wrapper.Default = lambda value: ("default", value)
     framework = types.ModuleType("slicer.ScriptedLoadableModule")
 

@@ -86,13 +86,48 @@ def test_ui_loads_and_creates_every_named_widget():
     assert panel.findChild(QtWidgets.QTableWidget, "cohortTable").columnCount() == 5
 
 
+def test_the_method_menus_of_the_ui_are_filled_from_the_library_and_follow_the_parameters():
+    """The real QComboBox of the .ui, driven by the module's helper as the widget does it."""
+    import argparse
+    import json
+    import types
+
+    from PySide6 import QtCore, QtWidgets
+
+    from WeakSegExtensionLib.method_menus import MethodMenus
+    from weakseg.commands import methods_command
+
+    catalog = json.loads(methods_command(argparse.Namespace(json=True)))["methods"]
+    _, panel = loadPanel()
+    boxes = [panel.findChild(QtWidgets.QComboBox, name) for name in ("methodComboBox", "trainingMethodComboBox")]
+    for box in boxes:
+        assert box.property("SlicerParameterName") is None  # not bound to a fixed Choice list
+    parameters = types.SimpleNamespace(method="weakseg", trainingMethod="cohort")
+    menus = MethodMenus(*boxes, QtCore.Qt.ToolTipRole)
+    for menu in menus.menus:
+        menu.comboBox.currentIndexChanged.connect(lambda index, menu=menu: menu.choose(index, parameters))
+    menus.refresh(lambda: catalog, parameters)
+    methodBox, trainingBox = boxes
+    assert [methodBox.itemText(i) for i in range(methodBox.count())] == [e["name"] for e in catalog if e["usage"] == "per-image"]
+    assert [trainingBox.itemText(i) for i in range(trainingBox.count())] == [e["name"] for e in catalog if e["usage"] == "trained"]
+    growcut = methodBox.findText("growcut")
+    assert methodBox.itemData(growcut, QtCore.Qt.ToolTipRole) == next(e["summary"] for e in catalog if e["name"] == "growcut")
+    assert (methodBox.currentText(), parameters.method) == ("interactive", "weakseg")  # an old scene's spelling
+    methodBox.setCurrentIndex(growcut)
+    trainingBox.setCurrentIndex(trainingBox.findText("maag"))
+    assert (parameters.method, parameters.trainingMethod) == ("growcut", "maag")
+    parameters.method = "interactive"
+    menus.show(parameters)
+    assert methodBox.currentText() == "interactive" and parameters.method == "interactive"
+
+
 def renderPreview(path: Path) -> Path:
     """Fill the panel with example content and save it as a PNG."""
     application, panel = loadPanel()
     from PySide6 import QtWidgets
 
     examples = {"inputVolumeSelector": "MNI T1", "scribbleSegmentationSelector": "MNI T1 scribbles",
-                "outputSegmentationSelector": "MNI T1 WeakSeg", "methodComboBox": "weakseg",
+                "outputSegmentationSelector": "MNI T1 WeakSeg", "methodComboBox": "interactive",
                 "maskSegmentationSelector": "None", "imageLabelComboBox": "tumor", "trainingMethodComboBox": "cohort"}
     for name, text in examples.items():
         panel.findChild(QtWidgets.QComboBox, name).addItem(text)

@@ -34,6 +34,7 @@ import slicer
 from WeakSegExtensionLib import cohort_labels, install, mrml_bridge
 from WeakSegExtensionLib.errors import WeakSegDependencyError, WeakSegInputError
 from WeakSegExtensionLib.jobs import LogCallback, ProgressCallback, WeakSegJob
+from WeakSegExtensionLib.method_menus import PER_IMAGE_USAGE, TRAINED_USAGE
 from WeakSegExtensionLib.mrml_bridge import BACKGROUND, UNLABELLED, describeNode
 from WeakSegExtensionLib.result_segments import ResultHistory, SegmentationResult, classColor, writeSegments
 
@@ -42,13 +43,6 @@ try:
 except ImportError:  # slicer-core without the application (tests, scripts): no module framework, no Qt
     ScriptedLoadableModuleLogic = object
 
-# The methods the panel offers before the library has been asked (it may not be installed
-# yet); which methods exist, what each learns from and which are valid comes from the
-# library itself (``weakseg methods --json``, :meth:`WeakSegLogic.methodCatalog`).
-METHODS = ("weakseg", "growcut")
-TRAINING_METHODS = ("cohort", "maag", "pce", "imagelabel")
-PER_IMAGE_USAGE = "per-image"
-TRAINED_USAGE = "trained"
 IMAGE_LABELS = "image-labels"
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"

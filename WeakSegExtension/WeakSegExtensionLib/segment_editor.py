@@ -14,6 +14,20 @@ a stand-in that follows the same rules. Two rules of Slicer's own source decide 
 
 from __future__ import annotations
 
+EDITOR_NODE_TAG = "WeakSegSegmentEditor"
+
+
+def editorParameterNode(scene):
+    """The module's own Segment Editor parameter node in ``scene`` (made on first use), so that the
+    Segment Editor module's node, and what the user chose there, is not disturbed."""
+    node = scene.GetSingletonNode(EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
+    if node is None:
+        node = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+        node.UnRegister(None)
+        node.SetSingletonTag(EDITOR_NODE_TAG)
+        node = scene.AddNode(node)
+    return node
+
 
 def showInEditor(editor, segmentationNode, sourceVolumeNode) -> None:
     """Point ``editor`` at ``segmentationNode`` and, when there is one, at ``sourceVolumeNode``.
