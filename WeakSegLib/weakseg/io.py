@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from weakseg.atomic import suffix_of, write_atomically
 from weakseg.errors import WeakSegInputError
 from weakseg.suffixes import PICTURE_SUFFIXES
 
@@ -55,15 +55,6 @@ class LoadedImage:
         if self.is_2d:
             return (1.0, float(spacing[1]), float(spacing[0]))
         return (float(spacing[2]), float(spacing[1]), float(spacing[0]))
-
-
-def suffix_of(path: str | os.PathLike) -> str:
-    """The file's full suffix in lower case, ``.nii.gz`` and ``.seg.nrrd`` included."""
-    name = Path(path).name.lower()
-    for double in (".nii.gz", ".seg.nrrd"):
-        if name.endswith(double):
-            return double
-    return Path(name).suffix
 
 
 def read_sitk(path: str | os.PathLike) -> sitk.Image:
@@ -201,25 +192,6 @@ def labels_to_image(labels: np.ndarray, reference: sitk.Image) -> sitk.Image:
     image.SetOrigin(reference.GetOrigin())
     image.SetDirection(reference.GetDirection())
     return image
-
-
-def write_atomically(path: str | os.PathLike, write_to) -> None:
-    """Call ``write_to(temporary_path)`` then move the result onto ``path``.
-
-    The temporary file lives in the destination folder and carries the same suffix, so
-    format detection by suffix works and the final rename is atomic.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix_of(path), dir=path.parent)
-    os.close(handle)
-    try:
-        write_to(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike) -> None:
