@@ -34,10 +34,10 @@ OBLIQUE = (0.6280, 0.5065, -0.5908, 0.7286, -0.1160, 0.6751, -0.2734, 0.8544, 0.
 
 
 def _target_volume(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The blob volume in another "sequence": other intensities and contrast, same structures."""
+    """The blob volume in another "sequence": int16, other intensities, contrast and noise, same structures."""
     _, truth, scribbles = make_blob_volume(seed)
     rng = np.random.default_rng(100 + seed)
-    intensity = np.choose(truth, [300.0, 700.0, 1400.0]) + rng.normal(0, 60.0, truth.shape)
+    intensity = np.choose(truth, [300.0, 1400.0, 600.0]) + rng.normal(0, 150.0, truth.shape)
     return intensity.astype(np.int16), truth, scribbles
 
 
@@ -180,27 +180,22 @@ def test_training_writes_a_model_that_predict_applies_with_oblique_geometry_kept
     assert torch.load(model_path, weights_only=True)["step"] == 15
 
 
-def test_source_only_transfer_and_scribbles_on_a_shifted_domain(domains):
-    """With the transfer parts the target Dice beats the source-only model's (tiny run, loose margin)."""
+def test_every_part_on_with_scribbles_segments_the_target_domain(domains):
+    """Source masks + target image labels and scribbles, the three parts on: the target volumes are segmented."""
+    from weakseg.apply import load_model
+    from weakseg.io import read_image
+    from weakseg.methods.scribble_unet import predict_volume
     from weakseg.metrics import dice_per_class
 
     arrays = build_arrays(str(domains["source"]), None, str(domains["target"]), str(domains["csv"]), CLASSES, 32)
-    truth = torch.from_numpy(np.stack([_target_volume(index)[1] for index in range(2)]).reshape(-1, 40, 48))
-    scores = {}
-    for name, changes in {"source-only": dict(pseudo_label_weight=0.0, centroid_weight=0.0, adversarial_weight=0.0),
-                          "transfer": {}}.items():
-        model_path = domains["tmp"] / f"{name}.pt"
-        only_labels = TransferArrays(**{**arrays.__dict__, "target_scribbles": None})
-        train_transfer_arrays(only_labels, CLASSES, model_path, _small(steps=120, learning_rate=5e-3, **changes), "cpu")
-        from weakseg.apply import load_model
-        from weakseg.methods.scribble_unet import predict_volume
-        from weakseg.io import read_image
-
-        model = load_model(model_path).model
-        predictions = [predict_volume(model, read_image(domains["target"] / f"tgt{index}_image.nii.gz"))[0]
-                       for index in range(2)]
-        scores[name] = float(np.nanmean(dice_per_class(np.concatenate(predictions), truth.numpy(), 3)[1:]))
-    assert scores["transfer"] > scores["source-only"] + 0.05, scores
+    model_path = domains["tmp"] / "full.pt"
+    config = _small(channels=(8, 16, 32), steps=150, batch_size=8, learning_rate=3e-3)
+    train_transfer_arrays(arrays, CLASSES, model_path, config, "cpu")
+    model = load_model(model_path).model
+    for index in range(2):
+        predicted = predict_volume(model, read_image(domains["target"] / f"tgt{index}_image.nii.gz"))[0]
+        dice = dice_per_class(predicted, _target_volume(index)[1], 3)
+        assert dice[1:].min() > 0.8, dice
 
 
 def test_command_line_trains_and_predicts_and_refuses_missing_inputs(domains):
