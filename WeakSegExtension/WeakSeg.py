@@ -26,7 +26,7 @@ from WeakSegExtensionLib.logic import METHODS, TRAINING_METHODS, WeakSegLogic  #
 
 SEGMENT_EDITOR_TAG = "WeakSegSegmentEditor"
 POLL_INTERVAL_MS = 100
-COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask")
+COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask", "Source")
 
 
 class WeakSeg(ScriptedLoadableModule):
@@ -111,6 +111,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.setLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=False))
         self.ui.clearLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=True))
         self.ui.linkMaskButton.clicked.connect(self.onLinkMask)
+        self.ui.markSourceButton.clicked.connect(self.onToggleSource)
         self.ui.importLabelsButton.clicked.connect(self.onImportLabels)
         self.ui.exportLabelsButton.clicked.connect(self.onExportLabels)
         self.ui.refreshCohortButton.clicked.connect(self.refreshCohortTable)
@@ -367,6 +368,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             cells = (
                 row.volumeNode.GetName(), row.imageLabel or "", sliceText,
                 "yes" if row.scribbleNode else "", "yes" if row.maskNode else "",
+                "source (fully segmented)" if row.isSource else "",
             )
             for column, text in enumerate(cells):
                 item = qt.QTableWidgetItem(text)
@@ -403,6 +405,16 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showError("Select exactly one volume in the cohort table to link the mask to.")
             return
         self.logic.setMaskSegmentation(volumes[0], self._parameterNode.maskSegmentation)
+        self.refreshCohortTable()
+
+    def onToggleSource(self) -> None:
+        volumes = self._selectedVolumes()
+        if not volumes:
+            self._showError("Select one or more volumes in the cohort table first.")
+            return
+        rows = {row.volumeNode.GetID(): row for row in self.logic.cohortRows(volumes)}
+        for volume in volumes:
+            self.logic.setSourceVolume(volume, not rows[volume.GetID()].isSource)
         self.refreshCohortTable()
 
     def onImportLabels(self) -> None:
