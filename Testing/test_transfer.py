@@ -178,6 +178,15 @@ def test_training_writes_a_model_that_predict_applies_with_oblique_geometry_kept
         train_transfer_arrays(arrays, CLASSES, model_path, _small(), "cpu", resume=True)
     train_transfer_arrays(arrays, CLASSES, model_path, _small(steps=15), "cpu", resume=True)
     assert torch.load(model_path, weights_only=True)["step"] == 15
+    # segment --model: the transfer model adapts to one volume's scribbles; the output keeps the oblique grid.
+    from weakseg.cli import main
+
+    out = domains["tmp"] / "adapted.nii.gz"
+    assert main(["segment", str(domains["target"] / "tgt0_image.nii.gz"), "--scribbles",
+                 str(domains["target"] / "tgt0_scribble.nii.gz"), "--model", str(model_path), "--steps", "3",
+                 "--classes", ",".join(CLASSES), "--out", str(out), "--progress", "none"]) == 0
+    result, reference = sitk.ReadImage(str(out)), image.reference
+    assert np.allclose(result.GetDirection(), reference.GetDirection()) and result.GetSize() == reference.GetSize()
 
 
 def test_every_part_on_with_scribbles_segments_the_target_domain(domains):
@@ -221,3 +230,21 @@ def test_command_line_trains_and_predicts_and_refuses_missing_inputs(domains):
     reference = sitk.ReadImage(str(domains["target"] / "tgt1_image.nii.gz"))
     assert np.allclose(result.GetDirection(), reference.GetDirection())
     assert np.allclose(result.GetSpacing(), reference.GetSpacing()) and np.allclose(result.GetOrigin(), reference.GetOrigin())
+
+
+def test_bench_trains_rows_derives_image_labels_from_scribbles_and_scores_dice_and_hd95(domains):
+    from weakseg.cli import main
+
+    out = domains["tmp"] / "bench"
+    arguments = ["bench", "transfer", str(domains["source"]), str(domains["target"]), "--classes", ",".join(CLASSES),
+                 "--train-split", "tgt0", "--test-split", "tgt1", "--methods", "source-only,transfer+scribbles",
+                 "--steps", "4", "--overlays", "1", "--device", "cpu", "--progress", "none", "--out", str(out)]
+    assert main(arguments + ["--methods", "nonsense"]) == 2
+    assert main(arguments) == 0
+    labels = read_image_labels(out / "target_image_labels.csv", CLASSES)
+    assert list(labels) == ["tgt0"]  # only the training case; the test case's scribbles are not read
+    rows = (out / "cases.csv").read_text().splitlines()
+    assert rows[0] == "case,method,seconds,dice_bright,hd95_bright,dice_dim,hd95_dim"
+    assert [row.split(",")[:2] for row in rows[1:]] == [["tgt1", "source-only"], ["tgt1", "transfer+scribbles"]]
+    assert (out / "overlay_tgt1_transfer_scribbles.png").exists()
+    assert torch.load(out / "source-only.pt", weights_only=True)["metadata"]["config"]["centroid_weight"] == 0.0

@@ -196,7 +196,8 @@ def summarise(rows: list[dict], methods: list[str], foreground: list[str]) -> li
             distances = [row[f"hd95_{name}"] for row in mine if np.isfinite(row[f"hd95_{name}"])]
             entry[f"hd95_{name}"] = float(np.mean(distances)) if distances else float("nan")
         entry["mean_dice"] = float(np.mean([entry[f"dice_{name}"] for name in foreground]))
-        entry["mean_hd95"] = float(np.nanmean([entry[f"hd95_{name}"] for name in foreground]))
+        finite = [entry[f"hd95_{name}"] for name in foreground if np.isfinite(entry[f"hd95_{name}"])]
+        entry["mean_hd95"] = float(np.mean(finite)) if finite else float("nan")
         entry["seconds"] = float(np.mean([row["seconds"] for row in mine]))
         summary.append(entry)
     return summary
