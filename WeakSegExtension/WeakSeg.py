@@ -26,7 +26,7 @@ from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
 from WeakSegExtensionLib.logic import WeakSegLogic
 
 POLL_INTERVAL_MS = 100
-COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask")
+COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask", "Source")
 
 
 class WeakSeg(ScriptedLoadableModule):
@@ -90,17 +90,9 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for menu in self._methodMenus.menus:
             menu.comboBox.connect("currentIndexChanged(int)", lambda index, menu=menu: menu.choose(index, self._parameterNode))
 
-        editor = self.ui.segmentEditorWidget
-        editor.setMRMLSegmentEditorNode(segment_editor.editorParameterNode(slicer.mrmlScene))
-        editor.setMRMLScene(slicer.mrmlScene)
-        editor.segmentationNodeSelectorVisible = False
-        editor.sourceVolumeNodeSelectorVisible = False
-        editor.switchToSegmentationsButtonVisible = False
-        editor.unorderedEffectsVisible = False
-        editor.setEffectNameOrder(["Paint", "Erase"])
+        segment_editor.embedEditor(self.ui.segmentEditorWidget, slicer.mrmlScene)
         self.ui.cohortTable.setColumnCount(len(COHORT_COLUMNS))
         self.ui.cohortTable.setHorizontalHeaderLabels(list(COHORT_COLUMNS))
-
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneNodesChanged)
@@ -114,6 +106,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.setLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=False))
         self.ui.clearLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=True))
         self.ui.linkMaskButton.clicked.connect(self.onLinkMask)
+        self.ui.markSourceButton.clicked.connect(self.onToggleSource)
         self.ui.importLabelsButton.clicked.connect(self.onImportLabels)
         self.ui.exportLabelsButton.clicked.connect(self.onExportLabels)
         self.ui.refreshCohortButton.clicked.connect(self.refreshCohortTable)
@@ -365,6 +358,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             cells = (
                 row.volumeNode.GetName(), row.imageLabel or "", sliceText,
                 "yes" if row.scribbleNode else "", "yes" if row.maskNode else "",
+                "source (fully segmented)" if row.isSource else "",
             )
             for column, text in enumerate(cells):
                 item = qt.QTableWidgetItem(text)
@@ -380,10 +374,15 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         rows = sorted({index.row() for index in table.selectionModel().selectedRows()})
         return [slicer.mrmlScene.GetNodeByID(table.item(row, 0).data(qt.Qt.UserRole)) for row in rows]
 
-    def onSetImageLabel(self, clear: bool) -> None:
+    def _selectedVolumesOrWarn(self) -> list:
         volumes = self._selectedVolumes()
         if not volumes:
             self._showError("Select one or more volumes in the cohort table first.")
+        return volumes
+
+    def onSetImageLabel(self, clear: bool) -> None:
+        volumes = self._selectedVolumesOrWarn()
+        if not volumes:
             return
         label = None if clear else self.ui.imageLabelComboBox.currentText
         first = self.ui.firstSliceSpinBox.value if self.ui.sliceRangeCheckBox.checked else None
@@ -401,6 +400,11 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showError("Select exactly one volume in the cohort table to link the mask to.")
             return
         self.logic.setMaskSegmentation(volumes[0], self._parameterNode.maskSegmentation)
+        self.refreshCohortTable()
+
+    def onToggleSource(self) -> None:
+        for row in self.logic.cohortRows(self._selectedVolumesOrWarn()):
+            self.logic.setSourceVolume(row.volumeNode, not row.isSource)
         self.refreshCohortTable()
 
     def onImportLabels(self) -> None:
@@ -472,11 +476,8 @@ class WeakSegTest(ScriptedLoadableModuleTest):
     def _paintScribbles(self, volume, scribbles, shape) -> None:
         background, disc = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
         background[:, 2, 2:30], background[:, 20:22, 20:30], disc[:, 10, 8:13] = 1, 1, 1
-        logic, geometry = slicer.vtkSlicerSegmentationsModuleLogic, mrml_bridge.volumeGeometry(volume)
         for name, mask in (("background", background), ("disc", disc)):  # as a Segment Editor effect writes strokes
-            image = mrml_bridge.orientedImageFromMask(mask, geometry)
-            segmentId = scribbles.GetSegmentation().GetSegmentIdBySegmentName(name)
-            logic.SetBinaryLabelmapToSegment(image, scribbles, segmentId, logic.MODE_REPLACE, image.GetExtent())
+            WeakSegLogic().paintScribbles(scribbles, volume, name, mask)
 
     def _discDice(self, segmentation, volume, truth) -> float:
         segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("disc")

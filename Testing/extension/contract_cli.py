@@ -132,9 +132,10 @@ def train(arguments) -> None:
         "scribbled": [case for case in cases if (folder / f"{case}_scribble.nii.gz").exists()],
         "masked": [case for case in cases if (folder / f"{case}_label.nii.gz").exists()],
         "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
-        "method": "imagelabel" if arguments.image_labels else arguments.method,
+        "method": arguments.method if arguments.method != "cohort" or not arguments.image_labels else "imagelabel",
         "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
         "resumed": arguments.resume,
+        "source": sorted(path.name for path in Path(arguments.source).glob("*_label.nii.gz")) if arguments.source else [],
     }
     Path(arguments.out).write_text(json.dumps(model))
 
@@ -186,6 +187,7 @@ def main() -> None:
     trainParser.add_argument("--method", choices=accepted_names(TRAINED), default="cohort")
     trainParser.add_argument("--unpaired-masks")
     trainParser.add_argument("--image-labels")
+    trainParser.add_argument("--source")
 
     for option, takers in training_options().items():  # the real CLI's settings options, accepted as given
         if takers[0][1][0].kind == "bool":

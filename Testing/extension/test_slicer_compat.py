@@ -349,3 +349,29 @@ def test_the_slicer_5_6_catalog_entry_matches_the_json_entry_and_the_cmake_descr
     for keyword, variable in (("homepage", "HOMEPAGE"), ("contributors", "CONTRIBUTORS"), ("description", "DESCRIPTION"),
                               ("iconurl", "ICONURL"), ("screenshoturls", "SCREENSHOTURLS"), ("depends", "DEPENDS")):
         assert legacy[keyword] == re.search(rf'set\(EXTENSION_{variable} "([^"]*)"\)', cmake).group(1), keyword
+
+
+def test_the_embedded_editor_uses_its_own_parameter_node_shows_no_selectors_and_offers_paint_and_erase():
+    class SceneWithEditorNode:
+        editorNode = object()
+
+        def GetSingletonNode(self, tag, className):
+            assert (tag, className) == (segment_editor.EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
+            return self.editorNode
+
+    class ConfigurableEditor:
+        def setMRMLSegmentEditorNode(self, node) -> None:
+            self.editorNode = node
+
+        def setMRMLScene(self, scene) -> None:
+            self.scene = scene
+
+        def setEffectNameOrder(self, names) -> None:
+            self.effects = list(names)
+
+    scene, editor = SceneWithEditorNode(), ConfigurableEditor()
+    segment_editor.embedEditor(editor, scene)
+    assert editor.editorNode is SceneWithEditorNode.editorNode and editor.scene is scene
+    assert not (editor.segmentationNodeSelectorVisible or editor.sourceVolumeNodeSelectorVisible
+                or editor.switchToSegmentationsButtonVisible or editor.unorderedEffectsVisible)
+    assert editor.effects == ["Paint", "Erase"]

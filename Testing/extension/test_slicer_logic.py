@@ -353,6 +353,35 @@ def test_imagelabel_training_passes_the_cohort_image_labels(logic, scene, tmp_pa
         logic.trainCohort([scribbled], tmp_path / "lesions.pt", method="imagelabel")
 
 
+def test_transfer_training_takes_source_masks_and_target_image_labels(logic, scene, tmp_path):
+    import json
+
+    image, truth = phantom()
+    source = addVolume(scene, image, name="Source case")
+    target = addVolume(scene, image, name="Target case")
+    mask = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Source mask")
+    paintSegment(mask, source, "LV", truth == 1)
+    paintSegment(mask, source, "RV", truth == 2)
+    logic.setMaskSegmentation(source, mask)
+    logic.setImageLabel(target, "LV", firstSlice=0, lastSlice=2)
+    classes = ["background", "LV", "RV"]
+    with pytest.raises(WeakSegInputError, match="mark fully segmented volumes as source"):
+        logic.trainCohort(logic.volumeNodes(), tmp_path / "transfer.pt", classNames=classes, method="transfer")
+
+    logic.setSourceVolume(source)
+    assert [row.isSource for row in logic.cohortRows()] == [True, False]
+    model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "transfer.pt", classNames=classes,
+                                              method="transfer")).read_text())
+    assert model["method"] == "transfer"
+    assert model["cases"] == ["Target-case"] and model["masked"] == []  # the target's data folder
+    assert model["source"] == ["Source-case_label.nii.gz"]  # the source's masks, in their own folder
+    assert model["image_labels"] == ["case,label,first_slice,last_slice", "Target-case,LV,0,2"]
+
+    logic.setMaskSegmentation(source, None)
+    with pytest.raises(WeakSegInputError, match="Source case have no full mask"):
+        logic.trainCohort(logic.volumeNodes(), tmp_path / "transfer.pt", classNames=classes, method="transfer")
+
+
 STEPS_ARGUMENTS = ["--steps", "25", "--device", "cpu", "--seed", "0"]
 
 

@@ -40,6 +40,8 @@ from WeakSegExtensionLib.mrml_bridge import SliceRangeLabel, describeNode
 SCRIBBLES_ROLE = "WeakSegScribbles"
 MASK_ROLE = "WeakSegMask"
 RESULT_ROLE = "WeakSegResult"
+# A volume marked "source (fully segmented)": its mask trains the transfer method's source domain.
+SOURCE_ATTRIBUTE = "WeakSeg.Source"
 IMAGE_LABELS_FILE = "image_labels.csv"
 
 
@@ -207,6 +209,7 @@ class CohortRow:
     sliceLabels: list[SliceRangeLabel] = field(default_factory=list)
     scribbleNode: object = None
     maskNode: object = None
+    isSource: bool = False
 
     @property
     def hasSupervision(self) -> bool:
@@ -219,6 +222,7 @@ def cohortRow(volumeNode) -> CohortRow:
     return CohortRow(
         volumeNode, volumeLabel, ranges,
         volumeNode.GetNodeReference(SCRIBBLES_ROLE), volumeNode.GetNodeReference(MASK_ROLE),
+        volumeNode.GetAttribute(SOURCE_ATTRIBUTE) == "1",
     )
 
 
@@ -245,6 +249,29 @@ def checkOneClassSet(rows: Sequence[CohortRow]) -> None:
             f"or masks of the classes {sorted(segmentClasses, key=str.lower)}; train on volumes of one class set "
             "(select them in the cohort table) or relabel them"
         )
+
+
+def setSource(volumeNode, isSource: bool) -> None:
+    """Mark (or unmark) a volume as "source (fully segmented)" for the transfer method."""
+    volumeNode.SetAttribute(SOURCE_ATTRIBUTE, "1" if isSource else None)
+
+
+def splitForTransfer(rows: Sequence[CohortRow]) -> tuple[list[CohortRow], list[CohortRow]]:
+    """The transfer method's two domains: source rows (marked, with a full mask) and target rows (image labels).
+
+    Target rows keep their scribbles (the method uses them as pixel labels too) but not a
+    mask: a target volume's mask would be its own answer.
+    """
+    source = [replace(row, scribbleNode=None, imageLabel=None, sliceLabels=[]) for row in rows if row.isSource]
+    unmasked = [row.volumeNode.GetName() for row in source if row.maskNode is None]
+    if not source:
+        raise WeakSegInputError("the transfer method needs source volumes: mark fully segmented volumes as source")
+    if unmasked:
+        raise WeakSegInputError(f"source volume(s) {', '.join(unmasked)} have no full mask linked")
+    target = [replace(row, maskNode=None) for row in rows if not row.isSource and (row.imageLabel or row.sliceLabels)]
+    if not target:
+        raise WeakSegInputError("the transfer method needs target volumes with image labels (not marked as source)")
+    return source, target
 
 
 def cohortClassNames(rows: Sequence[CohortRow]) -> list[str]:

@@ -44,6 +44,7 @@ except ImportError:  # slicer-core without the application (tests, scripts): no 
     ScriptedLoadableModuleLogic = object
 
 IMAGE_LABELS = "image-labels"
+SOURCE_MASKS = "source-masks"
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -393,6 +394,10 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         """Link a full-mask segmentation (every voxel labelled) to a volume for cohort training (None unlinks)."""
         volumeNode.SetNodeReferenceID(cohort_labels.MASK_ROLE, segmentationNode.GetID() if segmentationNode else None)
 
+    def setSourceVolume(self, volumeNode, isSource: bool = True) -> None:
+        """Mark a volume as "source (fully segmented)" (its linked mask trains method transfer), or unmark it."""
+        cohort_labels.setSource(volumeNode, isSource)
+
     def cohortRows(self, volumeNodes: Sequence | None = None) -> list[cohort_labels.CohortRow]:
         return [cohort_labels.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
 
@@ -404,18 +409,23 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         needs unpaired masks (``maag``) the volumes with scribbles train and the full masks of the
         other volumes are the unpaired shape prior (:func:`cohort_labels.splitForShapePrior`); a method
         that learns from image-level labels (``imagelabel``) trains on the labels of the volumes
-        that have one (``weakseg train --method imagelabel --image-labels CSV``).
+        that have one (``weakseg train --method imagelabel --image-labels CSV``); a method that learns
+        from a source cohort (``transfer``) takes the masks of the volumes marked as source
+        (:meth:`setSourceVolume`) and the image labels and scribbles of the others (``--source FOLDER``).
         """
         spec = self.method(method, TRAINED_USAGE)
         fromImageLabels = IMAGE_LABELS in spec["learns_from"]
+        fromSource = SOURCE_MASKS in spec["learns_from"]
         rows = self.cohortRows(volumeNodes)
         cohort_labels.checkOneClassSet(rows)
         classNames = mrml_bridge.checkClassNames(classNames or cohort_labels.cohortClassNames(rows), "cohort classes")
         modelPath = Path(modelPath)
         if not modelPath.parent.is_dir():
             raise WeakSegInputError(f"{modelPath}: its folder does not exist")
-        maskRows = []
-        if spec["needs_unpaired_masks"]:
+        maskRows, sourceRows = [], []
+        if fromSource:
+            sourceRows, rows = cohort_labels.splitForTransfer(rows)
+        elif spec["needs_unpaired_masks"]:
             rows, maskRows = cohort_labels.splitForShapePrior(rows)
         if fromImageLabels:
             rows = [row for row in rows if row.imageLabel or row.sliceLabels]
@@ -426,6 +436,9 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         methodArguments = ["--method", spec["name"]]
         if fromImageLabels:
             methodArguments += ["--image-labels", str(work / "data" / cohort_labels.IMAGE_LABELS_FILE)]
+        if sourceRows:
+            cohort_labels.writeTrainingFolder(sourceRows, work / "source", classNames)
+            methodArguments += ["--source", str(work / "source")]
         if maskRows:
             cohort_labels.writeUnpairedMasks(maskRows, work / "unpaired", classNames)
             methodArguments += ["--unpaired-masks", str(work / "unpaired")]

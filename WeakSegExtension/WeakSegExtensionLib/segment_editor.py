@@ -29,6 +29,21 @@ def editorParameterNode(scene):
     return node
 
 
+def embedEditor(editor, scene) -> None:
+    """Set up ``editor`` as the module embeds it: its own parameter node, no node selectors, Paint and Erase only.
+
+    The module chooses the segmentation and the volume (:func:`showInEditor`), so the editor's
+    own selectors and its "switch to Segmentations" button are hidden.
+    """
+    editor.setMRMLSegmentEditorNode(editorParameterNode(scene))
+    editor.setMRMLScene(scene)
+    editor.segmentationNodeSelectorVisible = False
+    editor.sourceVolumeNodeSelectorVisible = False
+    editor.switchToSegmentationsButtonVisible = False
+    editor.unorderedEffectsVisible = False
+    editor.setEffectNameOrder(["Paint", "Erase"])
+
+
 def showInEditor(editor, segmentationNode, sourceVolumeNode) -> None:
     """Point ``editor`` at ``segmentationNode`` and, when there is one, at ``sourceVolumeNode``.
 

@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-labels",
                        help="method imagelabel: a CSV of image,slices,label rows (or the case,label,first_slice,"
                             "last_slice file the Slicer cohort panel writes); images are looked up in DATA_DIR")
+    train.add_argument("--source", help="method transfer: folder of the fully segmented source cohort "
+                                        "(<case>_image and <case>_label files)")
+    train.add_argument("--source-split", help="method transfer: source cases to use, e.g. 001-060 (default all)")
     _add_unpaired(train)
     _add_training_options(train)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
@@ -188,7 +191,7 @@ def _add_bench(commands) -> None:
     from weakseg.bench.scribbles import DEFAULT_METHODS, bench_method_names
 
     bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
-    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{scribbles,imagelabel}")
+    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{scribbles,imagelabel,transfer}")
 
     scribbles = kinds.add_parser(
         "scribbles", help="methods learning from scribbles on <case>_image/_scribble/_label files")
@@ -224,6 +227,27 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     imagelabel.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(imagelabel)
+
+    from weakseg.bench.transfer import DEFAULT_ROWS
+
+    transfer = kinds.add_parser(
+        "transfer", help="source masks -> weakly labelled target: source-only, image labels, transfer and its "
+                         "ablations, scribbles")
+    transfer.add_argument("source_dir", help="fully segmented source cohort (<case>_image and <case>_label files)")
+    transfer.add_argument("target_dir", help="target cohort (<case>_image, <case>_scribble, <case>_label files)")
+    transfer.add_argument("--classes", help="class names in code order, background first (required)")
+    transfer.add_argument("--source-split", help="source cases to train on, e.g. 001-060 (default all)")
+    transfer.add_argument("--train-split", help="target cases to train on (their scribbles give the image labels)")
+    transfer.add_argument("--test-split", help="target cases to score (default: all with a label file)")
+    transfer.add_argument("--image-labels", help="the target's image-label CSV (default: derived from the "
+                                                 "training cases' scribbles, written to --out)")
+    transfer.add_argument("--methods", help=f"comma list of rows (default {','.join(DEFAULT_ROWS)}) or --model NAMEs")
+    transfer.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                          help="a trained model benchmarked as row NAME instead of training it; repeat")
+    transfer.add_argument("--steps", type=int, help="training steps of every trained row (default: each method's own)")
+    transfer.add_argument("--out", default="bench-out", help="folder for the CSV, the models and overlay PNGs")
+    transfer.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
+    _add_common(transfer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from weakseg.cli_checks import (
 )
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
-from weakseg.methods.spec import PER_IMAGE, TRAINED, TrainingRequest
+from weakseg.methods.spec import IMAGE_LABELS, PER_IMAGE, SOURCE_MASKS, TRAINED, TrainingRequest
 from weakseg.progress import Progress
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
@@ -76,6 +76,15 @@ def _training_method(arguments: argparse.Namespace):
     if arguments.method is None:
         return method_named("imagelabel" if arguments.image_labels else "cohort", TRAINED)
     spec = method_named(arguments.method, TRAINED)
+    if (arguments.source or arguments.source_split) and SOURCE_MASKS not in spec.learns_from:
+        raise WeakSegInputError(f"--source/--source-split: method {spec.name} does not learn from a source cohort; "
+                                "use --method transfer")
+    if SOURCE_MASKS in spec.learns_from and not arguments.source:
+        raise WeakSegInputError(f"method {spec.name} needs --source FOLDER (the fully segmented source cohort)")
+    if IMAGE_LABELS in spec.learns_from and spec.name != "imagelabel":
+        if not arguments.image_labels:
+            raise WeakSegInputError(f"method {spec.name} needs --image-labels CSV (the target's image-level labels)")
+        return spec
     if arguments.image_labels and spec.name != "imagelabel":
         raise WeakSegInputError(f"--image-labels: method {spec.name} learns from scribbles, not image-level labels; "
                                 "use --method imagelabel")
@@ -133,13 +142,14 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
                                 "folder) or --unpaired-masks FOLDER")
     if arguments.image_labels:
         check_input_file(arguments.image_labels, "image-label CSV")
-    if not Path(arguments.data_dir).is_dir():
-        raise WeakSegInputError(f"{arguments.data_dir}: no such folder")
+    for folder in (arguments.data_dir, arguments.source):
+        if folder and not Path(folder).is_dir():
+            raise WeakSegInputError(f"{folder}: no such folder")
     spec.function("train")(TrainingRequest(
         data_dir=arguments.data_dir, out_path=arguments.out, settings=settings,
         class_names=class_list(arguments.classes), device=pick_device(arguments.device), progress=progress,
         split=arguments.split, unpaired_masks=unpaired_mask_files(arguments), image_labels=arguments.image_labels,
-        resume=arguments.resume,
+        resume=arguments.resume, source_dir=arguments.source, source_split=arguments.source_split,
     ))
 
 
@@ -194,8 +204,10 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
     """``weakseg bench scribbles|imagelabel``: run the benchmark, return its table(s)."""
     check_output_folder(arguments.out, "--out")
     check_count("--overlays", arguments.overlays, 0)
-    if not Path(arguments.data_dir).is_dir():
-        raise WeakSegInputError(f"{arguments.data_dir}: no such folder")
+    for folder in (getattr(arguments, "data_dir", None), getattr(arguments, "source_dir", None),
+                   getattr(arguments, "target_dir", None)):
+        if folder is not None and not Path(folder).is_dir():
+            raise WeakSegInputError(f"{folder}: no such folder")
     methods = tuple(name.strip() for name in (arguments.methods or "").split(",") if name.strip())
     if arguments.kind == "imagelabel":
         from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
@@ -209,6 +221,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
             channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, image_size=arguments.image_size,
             overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
         return run_imagelabel_bench(options, progress).text
+    if arguments.kind == "transfer":
+        return _transfer_bench(arguments, methods, progress)
     from weakseg.bench.scribbles import DEFAULT_METHODS, ScribbleBenchOptions, check_options, model_paths, run_scribble_bench
 
     check_count("--cohort-steps", arguments.cohort_steps)
@@ -223,3 +237,26 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
     check_options(options)
     options.unpaired_masks = unpaired_mask_files(arguments)
     return run_scribble_bench(options, progress).table
+
+
+def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], progress: Progress) -> str:
+    """``weakseg bench transfer``: every argument checked, then the benchmark; returns its table."""
+    from weakseg.bench.transfer import DEFAULT_ROWS, TransferBenchOptions, check_options, run_transfer_bench
+
+    check_count("--steps", arguments.steps)
+    models = {}
+    for item in arguments.model:
+        name, separator, path = item.partition("=")
+        if not separator or not name.strip() or name.strip() in models:
+            raise WeakSegInputError(f"--model {item!r}: expected NAME=PATH, each NAME once")
+        check_input_file(path.strip(), "model file")
+        models[name.strip()] = path.strip()
+    if arguments.image_labels:
+        check_input_file(arguments.image_labels, "image-label CSV")
+    options = TransferBenchOptions(
+        source_dir=arguments.source_dir, target_dir=arguments.target_dir, class_names=class_list(arguments.classes) or [],
+        out=arguments.out, methods=methods or DEFAULT_ROWS, source_split=arguments.source_split,
+        train_split=arguments.train_split, test_split=arguments.test_split, image_labels=arguments.image_labels,
+        models=models, steps=arguments.steps, overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
+    check_options(options)
+    return run_transfer_bench(options, progress).table

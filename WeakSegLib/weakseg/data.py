@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from weakseg.weak_labels import UNLABELLED
+from weakseg.contract import UNLABELLED
 
 
 def normalise_intensity(array: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from weakseg.errors import WeakSegInputError
-from weakseg.io import write_atomically
+from weakseg.atomic import write_atomically
 from weakseg.progress import SILENT, Progress
 
 CHECKPOINT_FORMAT = "weakseg-checkpoint-1"

@@ -211,3 +211,31 @@ def slice_labels_from_mask(mask: np.ndarray, class_names: list[str]) -> list[fro
         present = np.unique(slice_codes)
         result.append(frozenset(class_names[int(code)] for code in present if 0 < code < len(class_names)))
     return result
+
+
+def write_image_labels(path: str | os.PathLike, labels: dict[str, list[frozenset[str]]]) -> None:
+    """Write per-slice labels as an ``image,slices,label`` CSV (atomically), runs of equal slices as one range.
+
+    Args:
+        labels: image name -> the classes of each of its slices (empty: healthy), as
+            :func:`slice_labels_from_mask` gives them.
+    """
+    from weakseg.atomic import write_atomically
+
+    rows = []
+    for name, per_slice in labels.items():
+        start = 0
+        for index in range(1, len(per_slice) + 1):
+            if index == len(per_slice) or per_slice[index] != per_slice[start]:
+                classes = CLASS_SEPARATOR.join(sorted(per_slice[start])) or HEALTHY
+                slices = f"{start}" if index - 1 == start else f"{start}-{index - 1}"
+                rows.append((name, slices, classes))
+                start = index
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(("image", "slices", "label"))
+            writer.writerows(rows)
+
+    write_atomically(path, write)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from weakseg.weak_labels import UNLABELLED
+from weakseg.contract import UNLABELLED
 
 
 def partial_cross_entropy(

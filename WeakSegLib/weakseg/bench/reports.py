@@ -57,3 +57,20 @@ def imagelabel_table(summary: list[dict]) -> str:
         lines.append("| " + " | ".join([entry["method"]] + [f"{value:.3f}" for value in values]
                                        + [f"{entry['seconds']:.1f}"]) + " |")
     return "\n".join(lines)
+
+
+def transfer_table(summary: list[dict], foreground: list[str], case_count: int) -> str:
+    """A Markdown table of the transfer benchmark: per-class Dice and HD95 (mm), means, seconds/volume."""
+    header = (["method"] + [f"Dice {name}" for name in foreground] + ["mean Dice"]
+              + [f"HD95 {name}" for name in foreground] + ["mean HD95", "s/volume"])
+    lines = [
+        f"{case_count} test volumes",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for entry in summary:
+        values = ([f"{entry[f'dice_{name}']:.3f}" for name in foreground] + [f"{entry['mean_dice']:.3f}"]
+                  + [f"{entry[f'hd95_{name}']:.1f}" for name in foreground]
+                  + [f"{entry['mean_hd95']:.1f}", f"{entry['seconds']:.1f}"])
+        lines.append("| " + " | ".join([entry["method"]] + values) + " |")
+    return "\n".join(lines)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weakseg.errors import WeakSegInputError, check_fractions
-from weakseg.weak_labels import UNLABELLED
+from weakseg.contract import UNLABELLED
 
 
 @dataclass(frozen=True)

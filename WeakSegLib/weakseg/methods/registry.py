@@ -20,6 +20,7 @@ METHOD_MODULES = (
     "pce",
     "maag",
     "imagelabel",
+    "transfer",
 )
 
 METHODS: tuple[MethodSpec, ...] = tuple(importlib.import_module(f"weakseg.methods.{name}").SPEC for name in METHOD_MODULES)

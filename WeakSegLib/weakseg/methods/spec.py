@@ -20,6 +20,7 @@ from typing import Any, Callable
 SCRIBBLES = "scribbles"
 UNPAIRED_MASKS = "unpaired-masks"
 IMAGE_LABELS = "image-labels"
+SOURCE_MASKS = "source-masks"  # full masks of another cohort (another sequence, scanner or centre)
 
 # How a method is used.
 PER_IMAGE = "per-image"  # weakseg segment IMAGE --scribbles S: learns from this image's labels alone
@@ -161,7 +162,9 @@ class TrainingRequest:
         class_names: background first; None derives them from the data.
         split: split spec of the cases to train on (:func:`weakseg.cases.parse_split`), None = all.
         unpaired_masks: :class:`weakseg.unpaired_masks.MaskFile` list for a shape prior, or None.
-        image_labels: the image-level label CSV (method imagelabel).
+        image_labels: the image-level label CSV (methods imagelabel, transfer).
+        source_dir: the fully segmented source cohort folder (method transfer).
+        source_split: split spec of the source cases, None = all.
         resume: continue the run stored in ``out_path``.
         device: a ``torch.device``.
         progress: a :class:`weakseg.progress.Progress`.
@@ -177,3 +180,5 @@ class TrainingRequest:
     unpaired_masks: list | None = None
     image_labels: str | None = None
     resume: bool = False
+    source_dir: str | None = None
+    source_split: str | None = None

@@ -87,9 +87,13 @@ class UNet2D(nn.Module):
             skips.append(features)
         return skips
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last decoder features ``(N, channels[0], H, W)`` (the head's input) and the logits."""
         skips = self.encode(image)
         features = skips[-1]
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
             features = decoder(torch.cat([upsample(features), skip], dim=1))
-        return self.head(features)
+        return features, self.head(features)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(image)[1]
