@@ -65,7 +65,7 @@ def list_mask_files(folder: str | os.PathLike, split: str | None = None) -> list
     return chosen
 
 
-def _read_codes(mask: MaskFile, class_names: list[str]) -> np.ndarray:
+def read_mask_codes(mask: MaskFile, class_names: list[str]) -> np.ndarray:
     """The mask as class codes ``(Z, Y, X)``, checked against ``class_names``."""
     reference = read_sitk(mask.path)
     if suffix_of(mask.path) == ".seg.nrrd":
@@ -119,7 +119,7 @@ def load_unpaired_masks(
         )
     slices, seen = [], set()
     for index, mask in enumerate(masks):
-        codes = _read_codes(mask, class_names)
+        codes = read_mask_codes(mask, class_names)
         seen.update(int(code) for code in np.unique(codes))
         with_foreground = codes[(codes > 0).reshape(len(codes), -1).any(axis=1)]
         if len(with_foreground):

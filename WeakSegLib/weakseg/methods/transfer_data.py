@@ -28,7 +28,7 @@ from weakseg.io import read_image
 from weakseg.methods.scribble_unet import prepare_slices
 from weakseg.methods.transfer_training import TransferArrays, train_transfer_arrays
 from weakseg.progress import SILENT, Progress
-from weakseg.unpaired_masks import MaskFile, _read_codes
+from weakseg.unpaired_masks import MaskFile, read_mask_codes
 from weakseg.weak_labels import check_class_names, load_scribbles
 
 
@@ -52,7 +52,7 @@ def read_source(cases: list[CohortCase], class_names: list[str], size: int,
     images, masks = [], []
     for index, case in enumerate(cases):
         image = read_image(case.image_path)
-        codes = _read_codes(MaskFile(case.name, case.label_path), class_names)
+        codes = read_mask_codes(MaskFile(case.name, case.label_path), class_names)
         if codes.shape != image.shape_zyx:
             raise WeakSegInputError(f"{case.label_path}: mask {codes.shape} does not match its image {image.shape_zyx}")
         images.append(prepare_slices(image, size))
