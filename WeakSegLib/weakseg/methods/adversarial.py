@@ -54,7 +54,51 @@ def _flip_randomly(labels: torch.Tensor, generator: torch.Generator) -> torch.Te
     return labels
 
 
-class AdversarialShapePrior:
+class LeastSquaresCritic:
+    """A multi-scale least-squares critic with its own Adam optimiser (Mao et al., LSGAN 2017).
+
+    The shared half of every adversarial term here: the segmenter's loss against the frozen
+    critic, one critic step on real vs (detached) fake maps with a poly-decayed learning rate,
+    and the state a checkpoint stores.
+
+    Args:
+        num_classes, scale_count: channels and scales of the maps it judges.
+        learning_rate: the critic's initial learning rate.
+    """
+
+    def __init__(self, num_classes: int, scale_count: int, learning_rate: float, device: torch.device) -> None:
+        self.learning_rate = learning_rate
+        self.discriminator = MultiScaleDiscriminator(num_classes, scale_count).to(device)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.999))
+
+    def fooling_loss(self, fake: list[torch.Tensor]) -> torch.Tensor:
+        """How far ``fake`` maps score from "real", with gradients to the maps only (the critic is frozen)."""
+        self.discriminator.requires_grad_(False)
+        loss = least_squares_generator_loss(self.discriminator(fake))
+        self.discriminator.requires_grad_(True)
+        return loss
+
+    def critic_step(self, real: list[torch.Tensor], fake: list[torch.Tensor], step: int, total_steps: int) -> float:
+        """One optimiser step of the critic: ``real`` maps towards 1, ``fake`` (detached by the caller) towards 0."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = poly_learning_rate(self.learning_rate, step, total_steps)
+        loss = least_squares_discriminator_loss(self.discriminator(real), self.discriminator(fake))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def state(self) -> dict:
+        """Weights and optimiser state, for checkpoints (plain tensors: ``weights_only`` loads them)."""
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state` when a run resumes."""
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class AdversarialShapePrior(LeastSquaresCritic):
     """The critic, its optimiser and the unpaired masks; one object per training run.
 
     Args:
@@ -72,43 +116,24 @@ class AdversarialShapePrior:
         device: torch.device,
         generator: torch.Generator,
     ) -> None:
+        super().__init__(num_classes, scale_count, DISCRIMINATOR_LEARNING_RATE, device)
         self.masks = masks
         self.num_classes = num_classes
         self.adversarial_weight = adversarial_weight
         self.device = device
         self.generator = generator
-        self.discriminator = MultiScaleDiscriminator(num_classes, scale_count).to(device)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=DISCRIMINATOR_LEARNING_RATE, betas=(0.5, 0.999))
 
     def segmenter_loss(self, scale_logits: list[torch.Tensor], supervised_loss: torch.Tensor) -> torch.Tensor:
         """The segmenter's adversarial term, scaled to ``adversarial_weight`` x the supervised term."""
-        self.discriminator.requires_grad_(False)
-        fake = [F.softmax(logits, dim=1) for logits in scale_logits]
-        loss = least_squares_generator_loss(self.discriminator(fake))
-        self.discriminator.requires_grad_(True)
+        loss = self.fooling_loss([F.softmax(logits, dim=1) for logits in scale_logits])
         scale = self.adversarial_weight * supervised_loss.detach() / loss.detach().clamp(min=1e-6)
         return scale * loss
 
     def train_critic(self, scale_logits: list[torch.Tensor], step: int, total_steps: int) -> float:
         """One optimiser step of the critic on (detached) generated vs unpaired real masks."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = poly_learning_rate(DISCRIMINATOR_LEARNING_RATE, step, total_steps)
         count = scale_logits[0].shape[0]
         pick = torch.randint(len(self.masks), (count,), generator=self.generator)
         real = mask_pyramid(_flip_randomly(self.masks[pick], self.generator).to(self.device), self.num_classes,
                             len(scale_logits))
         fake = [F.softmax(logits.detach(), dim=1) for logits in scale_logits]
-        loss = least_squares_discriminator_loss(self.discriminator(real), self.discriminator(fake))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
-
-    def state(self) -> dict:
-        """Weights and optimiser state, for checkpoints (plain tensors: ``weights_only`` loads them)."""
-        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state(self, state: dict) -> None:
-        """Restore :meth:`state` when a run resumes."""
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        return self.critic_step(real, fake, step, total_steps)

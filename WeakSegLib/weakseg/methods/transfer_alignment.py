@@ -24,9 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from weakseg.contract import UNLABELLED
-from weakseg.engine import poly_learning_rate
-from weakseg.losses import least_squares_discriminator_loss, least_squares_generator_loss
-from weakseg.models import MultiScaleDiscriminator
+from weakseg.methods.adversarial import LeastSquaresCritic
 
 CRITIC_LEARNING_RATE = 1e-4
 CRITIC_SCALES = 3
@@ -98,7 +96,7 @@ def probability_pyramid(probabilities: torch.Tensor, scale_count: int = CRITIC_S
     return pyramid
 
 
-class OutputSpaceCritic:
+class OutputSpaceCritic(LeastSquaresCritic):
     """The output-space discriminator, its optimiser and the two losses of the game.
 
     Args:
@@ -107,34 +105,15 @@ class OutputSpaceCritic:
     """
 
     def __init__(self, num_classes: int, weight: float, device: torch.device) -> None:
+        super().__init__(num_classes, CRITIC_SCALES, CRITIC_LEARNING_RATE, device)
         self.weight = weight
-        self.discriminator = MultiScaleDiscriminator(num_classes, CRITIC_SCALES).to(device)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=CRITIC_LEARNING_RATE, betas=(0.5, 0.999))
 
     def segmenter_loss(self, target_logits: torch.Tensor) -> torch.Tensor:
         """``weight`` x how far the target softmax maps score from "source" (the critic is not updated)."""
-        self.discriminator.requires_grad_(False)
-        scores = self.discriminator(probability_pyramid(F.softmax(target_logits, dim=1)))
-        self.discriminator.requires_grad_(True)
-        return self.weight * least_squares_generator_loss(scores)
+        return self.weight * self.fooling_loss(probability_pyramid(F.softmax(target_logits, dim=1)))
 
     def train_critic(self, source_logits: torch.Tensor, target_logits: torch.Tensor, step: int, total_steps: int) -> float:
         """One optimiser step of the critic: source maps towards 1, target maps towards 0 (inputs detached)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = poly_learning_rate(CRITIC_LEARNING_RATE, step, total_steps)
         real = probability_pyramid(F.softmax(source_logits.detach(), dim=1))
         fake = probability_pyramid(F.softmax(target_logits.detach(), dim=1))
-        loss = least_squares_discriminator_loss(self.discriminator(real), self.discriminator(fake))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
-
-    def state(self) -> dict:
-        """Weights and optimiser state, for checkpoints."""
-        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state(self, state: dict) -> None:
-        """Restore :meth:`state` when a run resumes."""
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        return self.critic_step(real, fake, step, total_steps)
