@@ -175,6 +175,7 @@ def main() -> None:
     segmentParser.add_argument("--out", required=True)
     segmentParser.add_argument("--classes", required=True)
     segmentParser.add_argument("--method", choices=("weakseg", "growcut"), default="weakseg")
+    segmentParser.add_argument("--cache", help="accepted as the real command does; the stand-in trains nothing to keep")
     trainParser = commands.add_parser("train")
     trainParser.add_argument("data_dir")
     trainParser.add_argument("--out", required=True)
