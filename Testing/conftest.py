@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from synthetic_data import SyntheticCase, write_case
+
+# The weakseg command sets torch's thread count from OMP_NUM_THREADS (else from the free cores);
+# tests run it in this process and in subprocesses, all with the one thread the suite uses.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True, scope="session")

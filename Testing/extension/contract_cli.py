@@ -179,6 +179,7 @@ def main() -> None:
     from weakseg.methods.registry import PER_IMAGE, TRAINED, accepted_names, training_options
 
     segmentParser.add_argument("--method", choices=accepted_names(PER_IMAGE), default="interactive")
+    segmentParser.add_argument("--cache", help="accepted as the real command does; the stand-in trains nothing to keep")
     trainParser = commands.add_parser("train")
     trainParser.add_argument("data_dir")
     trainParser.add_argument("--out", required=True)

@@ -10,6 +10,7 @@ few dozen steps only.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -498,3 +499,36 @@ def test_training_refuses_image_labels_of_one_class_set_with_scribbles_of_anothe
         with pytest.raises(WeakSegInputError, match=r"\['tumor'\].*\['LV', 'RV'\]"):
             logic.trainCohort([labelled, scribbled], tmp_path / "model.pt", method=method)
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_repeated_weakseg_segment_passes_one_warm_start_folder_and_growcut_none(logic, case, tmp_path, monkeypatch):
+    record = tmp_path / "commands.jsonl"
+    monkeypatch.setenv("WEAKSEG_STUB_RECORD", str(record))
+    volumeNode, scribbleNode, _ = case
+    for method in ("weakseg", "weakseg", "growcut"):
+        logic.segmentFromScribbles(volumeNode, scribbleNode, method=method)
+    commands = [json.loads(line) for line in record.read_text().splitlines()]
+    segments = [command for command in commands if command[0] == "segment"]
+    caches = [command[command.index("--cache") + 1] if "--cache" in command else None for command in segments]
+    assert caches[0] == caches[1] == logic.warmStartDirectory and caches[2] is None
+    logic.warmStartDirectory = None
+    logic.segmentFromScribbles(volumeNode, scribbleNode, method="weakseg")
+    assert "--cache" not in json.loads(record.read_text().splitlines()[-1])
+
+
+def test_real_command_line_second_segment_continues_from_the_first_network(realCliHelp, scene, workDirectory, case):
+    if "--cache" not in realCliHelp:
+        pytest.skip("`weakseg segment` has no --cache option")
+    volumeNode, scribbleNode, truth = case
+    realLogic = WeakSegLogic(scene=scene, temporaryDirectory=str(workDirectory))
+    runs = []
+    for _ in range(2):
+        messages = []
+        output = realLogic.segmentFromScribbles(volumeNode, scribbleNode, extraArguments=STEPS_ARGUMENTS,
+                                                progressCallback=lambda _percent, message: messages.append(message))
+        runs.append(messages)
+    assert not any("continuing the previous network" in message for message in runs[0])
+    assert any("continuing the previous network" in message for message in runs[1])
+    assert len(list(Path(realLogic.warmStartDirectory).glob("*.pt"))) == 1
+    masks = segmentMasks(output, volumeNode)
+    assert dice(masks["LV"], truth == 1) > 0.7 and dice(masks["RV"], truth == 2) > 0.7

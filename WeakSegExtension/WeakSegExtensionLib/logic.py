@@ -67,6 +67,11 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             by default. Tests pass another interpreter or script here.
         temporaryDirectory: where working folders are made (Slicer's temporary folder by default).
         logCallback: receives log lines of the command line process.
+
+    ``warmStartDirectory`` (``<temporaryDirectory>/WeakSeg-warm-start`` by default; None turns
+    it off) keeps the network of each ``weakseg`` segmentation, keyed by the volume's voxels:
+    pressing *Segment* again on the same volume after adding scribbles continues from it with
+    fewer training steps (``weakseg segment --cache``).
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         self.logCallback = logCallback
         self.history = ResultHistory()
         self._methodCatalog: list[dict] | None = None
+        self.warmStartDirectory: str | None = str(Path(temporaryDirectory or tempfile.gettempdir()) / "WeakSeg-warm-start")
 
     # -- methods -------------------------------------------------------------------------------
 
@@ -248,7 +254,10 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         The job's result is a :class:`SegmentationResult`; nothing is written to the scene.
         """
         labels, classNames = self.scribbleLabels(volumeNode, scribbleSegmentationNode, classNames)
-        self.method(method, PER_IMAGE_USAGE)
+        warmStart = []
+        if self.method(method, PER_IMAGE_USAGE)["name"] == "interactive" and self.warmStartDirectory \
+                and "--model" not in extraArguments:
+            warmStart = ["--cache", self.warmStartDirectory]
         geometry = mrml_bridge.volumeGeometry(volumeNode)
         work = self._workDirectory("segment")
         imagePath, scribblePath, outputPath = (str(work / name) for name in ("image.nrrd", "scribbles.nrrd", "result.nrrd"))
@@ -256,7 +265,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         mrml_bridge.writeImageFile(mrml_bridge.imageFromArray(labels, geometry), scribblePath)
         command = [
             *self.cliCommand, "segment", imagePath, "--scribbles", scribblePath, "--out", outputPath,
-            "--classes", ",".join(classNames), "--method", method, "--progress", "lines", *extraArguments,
+            "--classes", ",".join(classNames), "--method", method, "--progress", "lines", *warmStart, *extraArguments,
         ]
 
         def finish() -> SegmentationResult:

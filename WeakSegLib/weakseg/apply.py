@@ -57,6 +57,7 @@ def segment_image(
     seed: int = 0,
     progress: Progress = SILENT,
     settings: Any = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """Segment ``image`` from ``scribbles``; returns uint8 class codes ``(Z, Y, X)``.
 
@@ -66,9 +67,15 @@ def segment_image(
             ``method`` must then be ``interactive``, the method that learns).
         steps: training (or adaptation) steps, or None for the method's default.
         settings: the method's settings; None takes its defaults (and ``steps``).
+        cache_dir: a folder of networks trained on earlier runs (method ``interactive``
+            only): a run on an image segmented before starts from its network and takes
+            fewer steps (:mod:`weakseg.warm_start`); the network trained now is stored there.
     """
     spec = method_named(method, PER_IMAGE)
     from weakseg.engine import pick_device
+
+    if cache_dir is not None and (spec.name != "interactive" or model is not None):
+        raise WeakSegInputError(f"--cache {cache_dir}: only the interactive method without --model keeps a cache")
 
     if model is not None:
         if spec.name != "interactive":
@@ -84,7 +91,11 @@ def segment_image(
     device = pick_device(device_name)
     if settings is None and spec.settings is not None:
         settings = spec.make_settings(**({"steps": steps} if steps else {}))
-    return spec.function("segment")(image, scribbles, settings, device, progress, seed)
+    if cache_dir is None:
+        return spec.function("segment")(image, scribbles, settings, device, progress, seed)
+    from weakseg.warm_start import WarmStartCache
+
+    return spec.function("segment")(image, scribbles, settings, device, progress, seed, WarmStartCache(cache_dir))
 
 
 def predict_image(model: TrainedModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:

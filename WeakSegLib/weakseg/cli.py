@@ -81,6 +81,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed, for reproducible runs")
 
 
+def _add_profile(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--profile", action="store_true",
+                        help=f"{what}; peak memory is the process's resident-set peak of each stage (Linux; elsewhere "
+                             "the peak so far, via getrusage) and torch's own peak on CUDA")
+
+
 def _add_unpaired(parser: argparse.ArgumentParser) -> None:
     takers = ", ".join(spec.name for spec in METHODS if spec.needs_unpaired_masks)
     parser.add_argument("--unpaired-masks",
@@ -138,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         f"{spec.summary}" for spec in METHODS if spec.usage == PER_IMAGE))
     segment.add_argument("--model", help="trained model (.pt) to adapt to this image's scribbles (method interactive)")
     segment.add_argument("--steps", type=int, help="training steps (default: the method's own; with --model: 60)")
+    segment.add_argument("--cache", metavar="DIR",
+                         help="method interactive: keep the trained network in DIR, keyed by the image's content; "
+                              "segmenting the same image again (e.g. after adding scribbles) starts from it and "
+                              "trains fewer steps")
+    _add_profile(segment, "print a table of seconds and peak memory per stage after the result")
     _add_common(segment)
 
     trained = method_names(TRAINED)
@@ -209,6 +220,8 @@ def _add_bench(commands) -> None:
     _add_unpaired(scribbles)
     scribbles.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     scribbles.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
+    _add_profile(scribbles, "add seconds per stage and peak memory columns (cases.csv, summary.csv) and a "
+                            "per-stage table")
     _add_common(scribbles)
 
     imagelabel = kinds.add_parser(
@@ -257,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, cancel.request)
     progress, close = _progress_reporter(getattr(arguments, "progress", "none"), cancel)
     try:
+        if arguments.command in ("segment", "train", "predict", "bench", "demo"):
+            from weakseg.threads import configure_torch_threads
+
+            configure_torch_threads()
         output = _run(arguments, progress)
     except WeakSegInputError as error:
         close()

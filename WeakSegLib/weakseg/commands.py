@@ -42,10 +42,11 @@ def methods_command(arguments: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def segment_command(arguments: argparse.Namespace, progress: Progress) -> None:
-    """``weakseg segment``: one image and its scribbles in, a segmentation out."""
+def segment_command(arguments: argparse.Namespace, progress: Progress) -> str | None:
+    """``weakseg segment``: one image and its scribbles in, a segmentation out (and, with ``--profile``, the table)."""
     from weakseg.apply import load_model, segment_image
     from weakseg.io import read_image
+    from weakseg.profiling import StageProfile
     from weakseg.results import check_result_path, write_result
     from weakseg.weak_labels import load_scribbles
 
@@ -54,21 +55,31 @@ def segment_command(arguments: argparse.Namespace, progress: Progress) -> None:
     check_count("--steps", arguments.steps)
     if arguments.model and spec.name != "interactive":
         raise WeakSegInputError(f"method {spec.name!r} does not use a model; drop --model or use --method interactive")
+    if arguments.cache and (spec.name != "interactive" or arguments.model):
+        raise WeakSegInputError(f"--cache {arguments.cache}: only the interactive method without --model keeps a cache")
+    if arguments.cache and Path(arguments.cache).exists() and not Path(arguments.cache).is_dir():
+        raise WeakSegInputError(f"--cache {arguments.cache}: not a folder")
     check_input_file(arguments.image, "image")
     check_input_file(arguments.scribbles, "scribble file")
-    image = read_image(arguments.image)
-    check_result_path(arguments.out, image.reference)
-    model = None
-    class_names = class_list(arguments.classes)
-    if arguments.model:
-        model = load_model(arguments.model, arguments.device)
-        if not model.spec.adapt:
-            raise WeakSegInputError(f"{arguments.model}: a {model.spec.name} model cannot adapt to scribbles")
-        class_names = class_names or model.class_names
-    scribbles = load_scribbles(arguments.scribbles, image, class_names)
+    if arguments.profile:
+        progress.profile = StageProfile()
+    with progress.stage("reading"):
+        image = read_image(arguments.image)
+        check_result_path(arguments.out, image.reference)
+        model = None
+        class_names = class_list(arguments.classes)
+        if arguments.model:
+            model = load_model(arguments.model, arguments.device)
+            if not model.spec.adapt:
+                raise WeakSegInputError(f"{arguments.model}: a {model.spec.name} model cannot adapt to scribbles")
+            class_names = class_names or model.class_names
+        scribbles = load_scribbles(arguments.scribbles, image, class_names)
     labels = segment_image(image, scribbles, method=spec.name, model=model, steps=arguments.steps,
-                           device_name=arguments.device, seed=arguments.seed, progress=progress)
-    write_result(arguments.out, labels, image.reference, scribbles.class_names)
+                           device_name=arguments.device, seed=arguments.seed, progress=progress,
+                           cache_dir=arguments.cache)
+    with progress.stage("writing"):
+        write_result(arguments.out, labels, image.reference, scribbles.class_names)
+    return progress.profile.table() if progress.profile is not None else None
 
 
 def _training_method(arguments: argparse.Namespace):
@@ -233,10 +244,11 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
         data_dir=arguments.data_dir, out=arguments.out, methods=methods or DEFAULT_METHODS,
         test_split=arguments.test_split, train_split=arguments.train_split, class_names=class_list(arguments.classes),
         models=models, training_steps=arguments.cohort_steps, overlays=arguments.overlays, device=arguments.device,
-        seed=arguments.seed)
+        seed=arguments.seed, profile=arguments.profile)
     check_options(options)
     options.unpaired_masks = unpaired_mask_files(arguments)
-    return run_scribble_bench(options, progress).table
+    result = run_scribble_bench(options, progress)
+    return result.table + ("\n\n" + result.stage_table if result.stage_table else "")
 
 
 def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], progress: Progress) -> str:

@@ -9,9 +9,13 @@ lines (read by the Slicer module), and a caller that wants to stop the work make
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 from weakseg.errors import CancelledError
+
+if TYPE_CHECKING:
+    from weakseg.profiling import StageProfile
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -23,6 +27,8 @@ class Progress:
         callback: receives ``(fraction of the whole job in 0..1, message)``.
         should_cancel: polled at every report; True cancels the work.
         start, end: the slice of the whole job this task covers.
+        profile: records seconds and peak memory of the stages the work enters through
+            :meth:`stage` (``--profile``); None records nothing.
     """
 
     def __init__(
@@ -31,11 +37,13 @@ class Progress:
         should_cancel: Callable[[], bool] | None = None,
         start: float = 0.0,
         end: float = 1.0,
+        profile: StageProfile | None = None,
     ) -> None:
         self._callback = callback
         self._should_cancel = should_cancel
         self._start = start
         self._end = end
+        self.profile = profile
 
     def report(self, fraction: float, message: str = "") -> None:
         """Report that this task is ``fraction`` done; raises CancelledError if cancelled."""
@@ -48,7 +56,12 @@ class Progress:
     def part(self, start: float, end: float) -> "Progress":
         """A reporter for a sub-task covering ``start..end`` of this task."""
         span = self._end - self._start
-        return Progress(self._callback, self._should_cancel, self._start + span * start, self._start + span * end)
+        return Progress(self._callback, self._should_cancel, self._start + span * start, self._start + span * end,
+                        self.profile)
+
+    def stage(self, name: str) -> ContextManager[None]:
+        """``with progress.stage("training"):`` times the block in the profile, if any (see :mod:`weakseg.profiling`)."""
+        return self.profile.stage(name) if self.profile is not None else nullcontext()
 
 
 SILENT = Progress()

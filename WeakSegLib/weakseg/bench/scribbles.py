@@ -30,6 +30,7 @@ from weakseg.io import read_image, read_labelmap
 from weakseg.methods.registry import METHODS, method_named
 from weakseg.methods.spec import PER_IMAGE, SCRIBBLES, TRAINED, TrainingRequest
 from weakseg.metrics import dice_per_class
+from weakseg.profiling import STAGES, StageProfile
 from weakseg.progress import SILENT, Progress
 from weakseg.weak_labels import load_scribbles
 
@@ -62,6 +63,7 @@ class ScribbleBenchOptions:
     overlays: int = 3
     device: str = "auto"
     seed: int = 0
+    profile: bool = False
 
 
 @dataclass
@@ -71,6 +73,7 @@ class ScribbleBenchResult:
     rows: list[dict]
     summary: list[dict]
     table: str
+    stage_table: str = ""
 
 
 def model_paths(specs: list[str]) -> dict[str, str]:
@@ -143,19 +146,44 @@ def run_scribble_bench(options: ScribbleBenchOptions, progress: Progress = SILEN
         for method_index, method in enumerate(options.methods):
             step = (index * len(options.methods) + method_index) / (len(cases) * len(options.methods))
             progress.report(step, f"{case.name}: {method}")
+            profile = StageProfile() if options.profile else None
             started = time.perf_counter()
-            labels = _run_method(method, image, scribbles, models, options)
+            labels = _run_method(method, image, scribbles, models, options, Progress(profile=profile))
             seconds = time.perf_counter() - started
             dice = dice_per_class(labels, truth, len(class_names))
             rows.append({"case": case.name, "method": method, "seconds": seconds,
-                         **{name: float(dice[code]) for code, name in enumerate(class_names) if code}})
+                         **{name: float(dice[code]) for code, name in enumerate(class_names) if code},
+                         **(stage_columns(profile) if profile is not None else {})})
             if index < options.overlays:
                 write_overlay(out, case.name, method, image.array, truth, labels, scribbles.labels)
     progress.report(1.0, "done")
     summary = summarise(rows, list(options.methods), class_names[1:])
     write_csv(out / "cases.csv", rows)
     write_csv(out / "summary.csv", summary)
-    return ScribbleBenchResult(rows, summary, scribble_table(summary, class_names[1:], len(cases)))
+    return ScribbleBenchResult(rows, summary, scribble_table(summary, class_names[1:], len(cases)),
+                               stage_table(summary) if options.profile else "")
+
+
+def stage_columns(profile: StageProfile) -> dict[str, float]:
+    """One case's profile as row columns: ``<stage> s`` per stage, ``peak MiB`` (the highest process peak)."""
+    columns = {f"{stage} s": profile.records[stage].seconds if stage in profile.records else 0.0 for stage in STAGES
+               if stage not in ("reading", "writing")}
+    peaks = [record.process_mib for record in profile.records.values() if record.process_mib is not None]
+    columns["peak MiB"] = max(peaks) if peaks else float("nan")
+    return columns
+
+
+def stage_table(summary: list[dict]) -> str:
+    """A Markdown table: per method, median seconds per stage and per volume, and the highest peak memory."""
+    stages = [key for key in summary[0] if key.endswith(" s")]
+    header = ["method"] + stages + ["median s/volume", "peak MiB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in summary:
+        values = [f"{entry[key]:.2f}" for key in stages] + [f"{entry['median seconds']:.1f}", f"{entry['peak MiB']:.0f}"]
+        lines.append("| " + " | ".join([entry["method"]] + values) + " |")
+    lines.append("stage columns: median seconds over the volumes; peak MiB: the highest resident-set peak of a stage "
+                 "(see weakseg.profiling); reading and writing files are not part of a method's time")
+    return "\n".join(lines)
 
 
 def _trained_now(name: str, options: ScribbleBenchOptions, out: Path, device, progress: Progress):
@@ -178,19 +206,23 @@ def _trained_now(name: str, options: ScribbleBenchOptions, out: Path, device, pr
     return load_model(model_path, device)
 
 
-def _run_method(method: str, image, scribbles, models: dict, options: ScribbleBenchOptions) -> np.ndarray:
+def _run_method(method: str, image, scribbles, models: dict, options: ScribbleBenchOptions,
+                progress: Progress = SILENT) -> np.ndarray:
     from weakseg.apply import predict_image, segment_image
 
     if method in models:
-        labels, _ = predict_image(models[method], image)
+        labels, _ = predict_image(models[method], image, progress)
         return labels
     adapted = models.get(method.removesuffix(ADAPTED))
     return segment_image(image, scribbles, method="interactive" if adapted is not None else method, model=adapted,
-                         device_name=options.device, seed=options.seed)
+                         device_name=options.device, seed=options.seed, progress=progress)
 
 
 def summarise(rows: list[dict], methods: list[str], foreground: list[str]) -> list[dict]:
-    """Per method: mean Dice per class, mean over classes, mean seconds per volume."""
+    """Per method: mean Dice per class, mean over classes, mean and median seconds per volume.
+
+    Rows with stage columns (``--profile``) add the median seconds of each stage and the highest peak memory.
+    """
     summary = []
     for method in methods:
         mine = [row for row in rows if row["method"] == method]
@@ -199,5 +231,10 @@ def summarise(rows: list[dict], methods: list[str], foreground: list[str]) -> li
             entry[name] = float(np.mean([row[name] for row in mine]))
         entry["mean"] = float(np.mean([entry[name] for name in foreground]))
         entry["seconds"] = float(np.mean([row["seconds"] for row in mine]))
+        entry["median seconds"] = float(np.median([row["seconds"] for row in mine]))
+        for key in [key for key in mine[0] if key.endswith(" s")]:
+            entry[key] = float(np.median([row[key] for row in mine]))
+        if "peak MiB" in mine[0]:
+            entry["peak MiB"] = float(np.max([row["peak MiB"] for row in mine]))
         summary.append(entry)
     return summary

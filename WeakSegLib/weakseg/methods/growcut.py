@@ -158,7 +158,8 @@ def segment(image: LoadedImage, scribbles: Scribbles, settings: None, device: ob
             seed: int) -> np.ndarray:
     """Run the method on one image (the :attr:`MethodSpec.segment` of this method); no training, no settings."""
     progress.report(0.0, "growing from seeds")
-    labels = segment_growcut(image, scribbles)
+    with progress.stage("pseudo labels"):
+        labels = segment_growcut(image, scribbles)
     progress.report(1.0, "done")
     return labels
 

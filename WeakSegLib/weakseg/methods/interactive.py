@@ -18,18 +18,22 @@ if TYPE_CHECKING:
 
     from weakseg.io import LoadedImage
     from weakseg.progress import Progress
+    from weakseg.warm_start import WarmStartCache
     from weakseg.weak_labels import Scribbles
 
 
 def segment(image: LoadedImage, scribbles: Scribbles, settings: InteractiveConfig, device: torch.device,
-            progress: Progress, seed: int) -> np.ndarray:
-    """Run the method on one image (the :attr:`MethodSpec.segment` of this method)."""
+            progress: Progress, seed: int, cache: WarmStartCache | None = None) -> np.ndarray:
+    """Run the method on one image (the :attr:`MethodSpec.segment` of this method).
+
+    ``cache``: networks of earlier runs to start from (:mod:`weakseg.warm_start`).
+    """
     import torch
 
     from weakseg.methods.interactive_unet import segment_interactive
 
     torch.manual_seed(seed)
-    return segment_interactive(image, scribbles, settings, progress, device, seed)
+    return segment_interactive(image, scribbles, settings, progress, device, seed, cache)
 
 
 SPEC = MethodSpec(

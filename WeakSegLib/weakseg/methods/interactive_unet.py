@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from weakseg import warm_start
 from weakseg.crf import CrfParams, refine_with_crf
 from weakseg.data import augment, normalise_intensity, pad_to_multiple, resize_images, resize_labels, volume_to_slices
 from weakseg.engine import run_training
@@ -47,22 +48,38 @@ def segment_interactive(
     progress: Progress = SILENT,
     device: torch.device | None = None,
     seed: int = 0,
+    cache: warm_start.WarmStartCache | None = None,
 ) -> np.ndarray:
-    """Segment ``image`` from its ``scribbles`` alone; returns uint8 codes ``(Z, Y, X)``."""
+    """Segment ``image`` from its ``scribbles`` alone; returns uint8 codes ``(Z, Y, X)``.
+
+    With a ``cache`` holding the network of an earlier run on the same image (the usual
+    loop: add a few scribbles, segment again), training continues from that network for
+    ``config.warm_start_fraction`` of the steps at that fraction of the learning rate, and
+    the network trained now replaces it (see :mod:`weakseg.warm_start`).
+    """
     config = config or InteractiveConfig()
     device = device or torch.device("cpu")
     progress.report(0.0, "propagating scribbles")
-    pseudo_labels = propagate_scribbles(image, scribbles)
-    region = region_of_interest(scribbles.labels, config.margin_fraction, config.minimum_margin)
-    images = volume_to_slices(normalise_intensity(image.array[(slice(None),) + region]))
-    scribble_slices = torch.from_numpy(scribbles.labels[region].astype(np.int64))
-    pseudo_slices = torch.from_numpy(pseudo_labels[region].astype(np.int64))
-    size = _training_size(images.shape[-2:], config.max_size)
-    torch.manual_seed(seed)
-    model = UNet2D(images.shape[1], scribbles.num_classes, config.channels).to(device)
-    inputs, targets = _prepare(images, [scribble_slices, pseudo_slices], size, model.size_multiple)
-    inputs, targets = inputs.to(device), [target.to(device) for target in targets]
+    with progress.stage("pseudo labels"):
+        pseudo_labels = propagate_scribbles(image, scribbles)
+    with progress.stage("region of interest"):
+        region = region_of_interest(scribbles.labels, config.margin_fraction, config.minimum_margin)
+        images = volume_to_slices(normalise_intensity(image.array[(slice(None),) + region]))
+        scribble_slices = torch.from_numpy(scribbles.labels[region].astype(np.int64))
+        pseudo_slices = torch.from_numpy(pseudo_labels[region].astype(np.int64))
+        size = _training_size(images.shape[-2:], config.max_size)
+        torch.manual_seed(seed)
+        model = UNet2D(images.shape[1], scribbles.num_classes, config.channels).to(device)
+        inputs, targets = _prepare(images, [scribble_slices, pseudo_slices], size, model.size_multiple)
+        inputs, targets = inputs.to(device), [target.to(device) for target in targets]
     generator = torch.Generator().manual_seed(seed)
+    steps, learning_rate = config.steps, config.learning_rate
+    cache_key = warm_start.cache_key(image, scribbles.class_names, config) if cache is not None else ""
+    stored = cache.load(cache_key, device) if cache is not None else None
+    if stored is not None:
+        model.load_state_dict(stored)
+        steps = max(1, round(steps * config.warm_start_fraction))
+        learning_rate *= config.warm_start_fraction
 
     def compute_loss(step: int) -> torch.Tensor:
         batch, (scribbled, pseudo) = augment(inputs.cpu(), [target.cpu() for target in targets], generator)
@@ -75,16 +92,22 @@ def segment_interactive(
             + config.smoothness_weight * total_variation(logits)
         )
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    progress.report(0.05, f"training on {inputs.shape[0]} slices of {inputs.shape[-2]}x{inputs.shape[-1]}")
-    run_training(model, optimizer, compute_loss, config.steps, config.learning_rate, progress.part(0.05, 0.9))
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    start = "continuing the previous network" if stored is not None else "training"
+    progress.report(0.05, f"{start} on {inputs.shape[0]} slices of {inputs.shape[-2]}x{inputs.shape[-1]}")
+    with progress.stage("training"):
+        run_training(model, optimizer, compute_loss, steps, learning_rate, progress.part(0.05, 0.9))
+    if cache is not None:
+        cache.save(cache_key, model.state_dict())
     progress.report(0.9, "predicting")
-    probabilities = _predict(model, inputs, size, tuple(images.shape[-2:]))
+    with progress.stage("inference"):
+        probabilities = _predict(model, inputs, size, tuple(images.shape[-2:]))
     if config.use_crf:
         progress.report(0.95, "refining with the dense CRF")
-        probabilities = refine_with_crf(
-            image.array[(slice(None),) + region], probabilities, image.spacing_zyx, CrfParams(mode="2d")
-        )
+        with progress.stage("crf"):
+            probabilities = refine_with_crf(
+                image.array[(slice(None),) + region], probabilities, image.spacing_zyx, CrfParams(mode="2d")
+            )
     labels = np.zeros(image.shape_zyx, dtype=np.uint8)
     labels[region] = probabilities.argmax(axis=0).astype(np.uint8)
     scribbled = scribbles.labels != UNLABELLED

@@ -242,7 +242,8 @@ def predict_volume(
     """
     _check_channels(model, image)
     progress.report(0.0, f"segmenting {Path(image.path).name}")
-    result = _predict_with(model.network, model, image, largest_component)
+    with progress.stage("inference"):
+        result = _predict_with(model.network, model, image, largest_component)
     progress.report(1.0, "segmented")
     return result
 
@@ -295,9 +296,11 @@ def adapt_to_scribbles(
         raise WeakSegInputError(f"{scribbles.path}: scribbles {scribbles.labels.shape} do not match image {image.shape_zyx}")
     codes = _codes_in_model(model, scribbles)
     size = model.image_size
-    slices = prepare_slices(image, size)
-    targets = resize_labels(torch.from_numpy(codes.astype(np.int64)), (size, size))
-    teacher = flip_averaged_softmax(model.network, slices, model.device)
+    with progress.stage("region of interest"):
+        slices = prepare_slices(image, size)
+        targets = resize_labels(torch.from_numpy(codes.astype(np.int64)), (size, size))
+    with progress.stage("pseudo labels"):
+        teacher = flip_averaged_softmax(model.network, slices, model.device)
     confidence, predicted = teacher.max(dim=1)
     pseudo = torch.where(
         (confidence > pseudo_label_threshold) & (targets == UNLABELLED), predicted, torch.full_like(predicted, UNLABELLED)
@@ -329,9 +332,11 @@ def adapt_to_scribbles(
         return loss
 
     if steps > 0:
-        run_training(network, optimizer, compute_loss, steps, learning_rate, progress.part(0.0, 0.9))
+        with progress.stage("training"):
+            run_training(network, optimizer, compute_loss, steps, learning_rate, progress.part(0.0, 0.9))
     network.eval()
-    result = _predict_with(network, model, image, largest_component)
+    with progress.stage("inference"):
+        result = _predict_with(network, model, image, largest_component)
     progress.report(1.0, "segmented")
     return result
 
