@@ -13,12 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from synthetic_data import CLASSES, dice, make_blob_volume, write_case, write_volume
 from weakseg.cli import EXIT_BAD_INPUT, main

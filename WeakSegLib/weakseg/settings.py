@@ -9,7 +9,9 @@ one way to go to and from such a dict.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
+
+from weakseg.errors import WeakSegInputError
 
 SettingsType = TypeVar("SettingsType", bound="StoredSettings")
 
@@ -28,3 +30,19 @@ class StoredSettings:
         known = {item.name for item in fields(cls)}
         return cls(**{name: tuple(value) if isinstance(value, list) else value
                       for name, value in values.items() if name in known})
+
+
+def check_unet_image_size(image_size: int, channels: Sequence[int], minimum_multiple: int = 1) -> None:
+    """Refuse an ``--image-size`` a U-Net with ``len(channels)`` levels cannot halve at every level.
+
+    Each level halves the slice, so the side must be a multiple of ``2 ** (levels - 1)``
+    (and of ``minimum_multiple`` where a method's other network needs more).
+
+    Raises:
+        WeakSegInputError: naming the size, the multiple and the number of levels.
+    """
+    levels = len(channels)
+    multiple = max(minimum_multiple, 2 ** (levels - 1))
+    if image_size % multiple:
+        raise WeakSegInputError(f"--image-size {image_size} must be a multiple of {multiple} "
+                                f"for a U-Net with {levels} levels (--channels)")

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from weakseg.errors import WeakSegInputError
 from weakseg.methods.spec import IMAGE_LABELS, TRAINED, MethodSpec, setting
-from weakseg.settings import StoredSettings
+from weakseg.settings import StoredSettings, check_unet_image_size
 
 if TYPE_CHECKING:
     from weakseg.methods.appearance import AppearanceParams
@@ -127,10 +126,7 @@ class ImageLabelConfig(StoredSettings):
 
     def check(self) -> None:
         """Raise :class:`WeakSegInputError` when the settings cannot build the networks (before any work)."""
-        multiple = max(16, 2 ** (len(self.segmenter_channels) - 1))
-        if self.image_size % multiple:
-            raise WeakSegInputError(f"--image-size {self.image_size} must be a multiple of {multiple} for image-label "
-                                    f"training with {len(self.segmenter_channels)} U-Net levels (--channels)")
+        check_unet_image_size(self.image_size, self.segmenter_channels, minimum_multiple=16)
 
 
 SPEC = MethodSpec(

@@ -198,8 +198,7 @@ def train_image_label_model(
     """
     config = config or ImageLabelConfig()
     check_class_names(class_names, "image-level training")
-    if config.image_size % 16:
-        raise WeakSegInputError(f"image size {config.image_size} must be a multiple of 16")
+    config.check()
     device = torch.device(device)
     torch.manual_seed(config.seed)
     images, presence, volume_index = _labelled_slices(volumes, class_names, config.image_size, config.mirror_excess)

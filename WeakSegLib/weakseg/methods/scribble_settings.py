@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.spec import setting
-from weakseg.settings import StoredSettings
+from weakseg.settings import StoredSettings, check_unet_image_size
 
 
 @dataclass
@@ -63,12 +63,7 @@ class CohortConfig(StoredSettings):
 
     def check(self) -> None:
         """Raise :class:`WeakSegInputError` when the settings cannot build a network (before any work)."""
-        levels = len(self.channels)
-        if self.image_size % (2 ** (levels - 1)):
-            raise WeakSegInputError(
-                f"--image-size {self.image_size} must be a multiple of {2 ** (levels - 1)} "
-                f"for a U-Net with {levels} levels (--channels)"
-            )
+        check_unet_image_size(self.image_size, self.channels)
         if self.adversarial_weight and self.architecture != "attention-unet2d":
             raise WeakSegInputError("the adversarial shape prior needs the attention-unet2d architecture")
 

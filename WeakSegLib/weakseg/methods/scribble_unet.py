@@ -91,6 +91,7 @@ from weakseg.losses import balanced_class_weights, partial_cross_entropy
 from weakseg.models import ARCHITECTURES, UNet2D, build_network
 from weakseg.methods.scribble_settings import CohortConfig
 from weakseg.progress import SILENT, Progress
+from weakseg.settings import check_unet_image_size
 from weakseg.contract import UNLABELLED
 from weakseg.weak_labels import Scribbles
 
@@ -133,11 +134,7 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
 def build_scribble_network(in_channels: int, num_classes: int, config: CohortConfig) -> UNet2D:
     if config.architecture not in ARCHITECTURES:
         raise WeakSegInputError(f"architecture {config.architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
-    if config.image_size % (2 ** (len(config.channels) - 1)):
-        raise WeakSegInputError(
-            f"image size {config.image_size} must be a multiple of {2 ** (len(config.channels) - 1)} "
-            f"for a U-Net with {len(config.channels)} levels"
-        )
+    check_unet_image_size(config.image_size, config.channels)
     if config.adversarial_weight and config.architecture != "attention-unet2d":
         raise WeakSegInputError("the adversarial shape prior needs the attention-unet2d architecture")
     return ARCHITECTURES[config.architecture](in_channels, num_classes, tuple(config.channels), config.dropout)

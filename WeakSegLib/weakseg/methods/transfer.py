@@ -33,7 +33,7 @@ from typing import Any
 
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.spec import IMAGE_LABELS, SCRIBBLES, SOURCE_MASKS, TRAINED, MethodSpec, setting
-from weakseg.settings import StoredSettings
+from weakseg.settings import StoredSettings, check_unet_image_size
 
 MODEL_KIND = "transfer-unet2d"
 
@@ -97,10 +97,7 @@ class TransferConfig(StoredSettings):
 
     def check(self) -> None:
         """Raise :class:`WeakSegInputError` when the settings cannot build the network (before any work)."""
-        levels = len(self.channels)
-        if self.image_size % (2 ** (levels - 1)):
-            raise WeakSegInputError(f"--image-size {self.image_size} must be a multiple of {2 ** (levels - 1)} "
-                                    f"for a U-Net with {levels} levels (--channels)")
+        check_unet_image_size(self.image_size, self.channels)
         if not 0.0 <= self.warmup < 1.0:
             raise WeakSegInputError(f"transfer warm-up share {self.warmup} must lie in [0, 1)")
 
