@@ -87,6 +87,26 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     return payload
 
 
+def load_model_checkpoint(path: str | os.PathLike, device: torch.device | str, method: str, description: str,
+                          payload: dict | None = None) -> tuple[dict, dict]:
+    """The checkpoint of a model file written by ``method``, and its metadata.
+
+    Args:
+        method: the ``method`` the file's metadata must record.
+        description: what the model is called in messages ("cohort", "transfer", ...).
+        payload: the checkpoint of ``path`` when the caller has read it already
+            (:func:`load_checkpoint` on ``device``), so it is not read twice.
+
+    Raises:
+        WeakSegInputError: missing or unreadable file, or a model of another method.
+    """
+    payload = payload if payload is not None else load_checkpoint(path, device)
+    metadata = payload.get("metadata") or {}
+    if metadata.get("method") != method:
+        raise WeakSegInputError(f"{path}: not a WeakSeg {description} model (method {metadata.get('method')!r})")
+    return payload, metadata
+
+
 def restore_random_state(payload: dict, generator: torch.Generator | None = None) -> None:
     """Restore the random state :func:`save_checkpoint` stored in ``payload``.
 

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from weakseg.crf import refine_with_crf
 from weakseg.data import augment, normalise_intensity, resize_images, volume_to_slices
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
-from weakseg.engine import check_resume, load_checkpoint, run_training, save_checkpoint
+from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import LoadedImage, read_image
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
@@ -431,10 +431,7 @@ def load_image_label_model(
         WeakSegInputError: missing or damaged file, or a model of another method.
     """
     device = torch.device(device)
-    payload = payload if payload is not None else load_checkpoint(path, device)
-    metadata = payload.get("metadata") or {}
-    if metadata.get("method") != METHOD_NAME:
-        raise WeakSegInputError(f"{path}: not a WeakSeg image-label model (method {metadata.get('method')!r})")
+    payload, metadata = load_model_checkpoint(path, device, METHOD_NAME, "image-label", payload)
     try:
         classifier_config = metadata["classifier_config"]
         segmenter_config = metadata["segmenter_config"]

@@ -83,7 +83,7 @@ import numpy as np
 import torch
 
 from weakseg.data import augment, normalise_intensity, resize_images, resize_labels, volume_to_slices
-from weakseg.engine import load_checkpoint, pick_device, run_training
+from weakseg.engine import load_model_checkpoint, pick_device, run_training
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import check_channels, flip_averaged_softmax, keep_largest_components, to_image_grid
 from weakseg.io import LoadedImage
@@ -153,10 +153,7 @@ def load_cohort_model(
         WeakSegInputError: missing or unreadable file, or a checkpoint of another method.
     """
     device = _resolve_device(device)
-    payload = payload if payload is not None else load_checkpoint(path, device)
-    metadata = payload.get("metadata") or {}
-    if metadata.get("method") != METHOD_NAME:
-        raise WeakSegInputError(f"{path}: not a WeakSeg cohort model (method {metadata.get('method')!r})")
+    payload, metadata = load_model_checkpoint(path, device, METHOD_NAME, "cohort", payload)
     try:
         config = CohortConfig.from_dict(metadata["config"])
         network = build_network(metadata["model_config"])

@@ -114,16 +114,13 @@ def load_transfer_model(path: str | os.PathLike, device: Any = "cpu", payload: d
     """
     import torch
 
-    from weakseg.engine import load_checkpoint
+    from weakseg.engine import load_model_checkpoint
     from weakseg.methods.scribble_settings import CohortConfig
     from weakseg.methods.scribble_unet import CohortModel, _resolve_device
     from weakseg.models import build_network
 
     device = _resolve_device(device)
-    payload = payload if payload is not None else load_checkpoint(path, device)
-    metadata = payload.get("metadata") or {}
-    if metadata.get("method") != MODEL_KIND:
-        raise WeakSegInputError(f"{path}: not a WeakSeg transfer model (method {metadata.get('method')!r})")
+    payload, metadata = load_model_checkpoint(path, device, MODEL_KIND, "transfer", payload)
     try:
         config = TransferConfig.from_dict(metadata["config"])
         network = build_network(metadata["model_config"])
