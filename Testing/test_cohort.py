@@ -15,6 +15,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from learning_tasks import two_blob_case
 from weakseg.engine import save_checkpoint
 from weakseg.errors import CancelledError, WeakSegInputError
 from weakseg.io import labels_to_image, read_image
@@ -31,28 +32,6 @@ CLASSES = ["background", "disk", "square"]
 TINY = dict(image_size=32, channels=(4, 8, 16), batch_size=6, learning_rate=5e-3, checkpoint_every=5, seed=1)
 
 
-def make_case(rng: np.random.Generator, shape=(3, 32, 32)):
-    """Image, full label and scribbles of one synthetic volume."""
-    depth, height, width = shape
-    yy, xx = np.mgrid[:height, :width]
-    label = np.zeros(shape, np.uint8)
-    cy, cx = rng.integers(8, height - 8), rng.integers(6, width // 2 - 2)
-    sy, sx = rng.integers(6, height - 12), rng.integers(width // 2 + 1, width - 10)
-    for z in range(depth):
-        label[z][(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 1
-        label[z, sy : sy + 7, sx : sx + 7] = 2
-    image = rng.normal(0.0, 0.25, shape).astype(np.float32)
-    image[label == 1] += 1.5
-    image[label == 2] -= 1.5
-    scribbles = np.full(shape, UNLABELLED, np.uint8)
-    scribbles[:, cy, cx - 2 : cx + 3] = 1
-    scribbles[:, sy + 3, sx + 1 : sx + 6] = 2
-    scribbles[:, 1, 1:-1] = 0
-    scribbles[:, -2, 1:-1] = 0
-    scribbles[:, 2:-2, 1] = 0
-    return image, label, scribbles
-
-
 def write_volume(array: np.ndarray, path: Path, spacing=(1.5, 1.5, 6.0)) -> None:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
@@ -67,7 +46,7 @@ def cohort(tmp_path_factory):
     rng = np.random.default_rng(0)
     for number in range(1, 6):
         shape = (3, 28, 40) if number == 5 else (3, 32, 32)
-        image, label, scribbles = make_case(rng, shape)
+        image, label, scribbles = two_blob_case(rng, shape)
         write_volume(image, folder / f"case{number:03d}_image.nii.gz")
         write_volume(label, folder / f"case{number:03d}_label.nii.gz")
         write_volume(scribbles, folder / f"case{number:03d}_scribble.nrrd")
@@ -293,7 +272,7 @@ def test_adapt_refuses_unknown_class_names(cohort, trained):
 def test_rgb_2d_cohort(tmp_path):
     rng = np.random.default_rng(5)
     for number in range(1, 4):
-        image, _, scribbles = make_case(rng, (1, 32, 32))
+        image, _, scribbles = two_blob_case(rng, (1, 32, 32))
         grey = np.clip(image[0] * 60 + 120, 0, 255)
         rgb = np.stack([grey, 255 - grey, grey / 2], axis=-1).astype(np.uint8)
         sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / f"p{number}_image.png"))
