@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--source", help="method transfer: folder of the fully segmented source cohort "
                                         "(<case>_image and <case>_label files)")
     train.add_argument("--source-split", help="method transfer: source cases to use, e.g. 001-060 (default all)")
+    train.add_argument("--masks-split", help="method collaborative: cases whose full masks (<case>_label or "
+                                             "<case>_mask files) it learns from, e.g. IMD002,IMD058 or 1-40")
     _add_unpaired(train)
     _add_training_options(train)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")

@@ -21,7 +21,7 @@ from weakseg.cli_checks import (
 )
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
-from weakseg.methods.spec import IMAGE_LABELS, PER_IMAGE, SOURCE_MASKS, TRAINED, TrainingRequest
+from weakseg.methods.spec import IMAGE_LABELS, MASKS, PER_IMAGE, SOURCE_MASKS, TRAINED, TrainingRequest
 from weakseg.progress import Progress
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
@@ -90,6 +90,10 @@ def _training_method(arguments: argparse.Namespace):
     if (arguments.source or arguments.source_split) and SOURCE_MASKS not in spec.learns_from:
         raise WeakSegInputError(f"--source/--source-split: method {spec.name} does not learn from a source cohort; "
                                 "use --method transfer")
+    if arguments.masks_split and MASKS not in spec.learns_from:
+        raise WeakSegInputError(f"--masks-split: method {spec.name} does not learn from full masks; use --method collaborative")
+    if MASKS in spec.learns_from and not arguments.masks_split:
+        raise WeakSegInputError(f"method {spec.name} needs --masks-split CASES (the cases whose full masks it learns from)")
     if SOURCE_MASKS in spec.learns_from and not arguments.source:
         raise WeakSegInputError(f"method {spec.name} needs --source FOLDER (the fully segmented source cohort)")
     if IMAGE_LABELS in spec.learns_from and spec.name != "imagelabel":
@@ -161,6 +165,7 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
         class_names=class_list(arguments.classes), device=pick_device(arguments.device), progress=progress,
         split=arguments.split, unpaired_masks=unpaired_mask_files(arguments), image_labels=arguments.image_labels,
         resume=arguments.resume, source_dir=arguments.source, source_split=arguments.source_split,
+        masks_split=arguments.masks_split,
     ))
 
 
@@ -174,7 +179,10 @@ def unpaired_mask_files(arguments: argparse.Namespace):
 
 
 def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
-    """``weakseg predict``: a trained model and images in, one segmentation per image out."""
+    """``weakseg predict``: a trained model and images in, one segmentation per image out.
+
+    A model with a diagnosis classifier also writes ``predictions.csv`` (:mod:`weakseg.predictions`).
+    """
     from weakseg.apply import load_model, predict_image
     from weakseg.io import read_image, suffix_of
     from weakseg.results import write_result
@@ -186,12 +194,19 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     model = load_model(arguments.model, arguments.device)
     images = [read_image(path) for path in arguments.images]
     output_folder = Path(arguments.out)
+    diagnoses = []
     for index, image in enumerate(images):
         part = progress.part(index / len(images), (index + 1) / len(images))
         labels, _ = predict_image(model, image, part)
         name = Path(image.path).name
         stem = name[: len(name) - len(suffix_of(name))]
         write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, model.class_names)
+        if model.spec.diagnose:
+            diagnoses.append((stem, *model.spec.function("diagnose")(model.model, image)))
+    if diagnoses:
+        from weakseg.predictions import write_predictions
+
+        write_predictions(output_folder / "predictions.csv", diagnoses)
 
 
 def evaluate_command(arguments: argparse.Namespace, progress: Progress) -> str:

@@ -24,6 +24,19 @@ Columns:
 Slices of a volume that no range covers take the volume's own label (a row with empty
 slices), as in the Slicer panel; slices with neither are unlabelled and are not used.
 Two ranges of one image must not overlap, and an image has at most one whole-image row.
+
+Diagnoses
+=========
+
+A CSV may also carry a ``diagnosis`` column: what the image is diagnosed as (melanoma,
+common nevus, ...), one value per image or volume. A diagnosis is *not* a segmentation
+class: the classes say what to segment, the diagnoses what to diagnose, and the two are
+kept as separate lists (:func:`read_diagnoses`; method ``collaborative`` learns both).
+A diagnosis CSV needs the image column and ``diagnosis``; ``label`` is then optional::
+
+    case,diagnosis
+    IMD002,atypical_nevus
+    IMD058,melanoma
 """
 
 from __future__ import annotations
@@ -182,6 +195,68 @@ def _parse_slices(row: dict, where: str) -> tuple[int, int] | None:
     if first > last:
         raise WeakSegInputError(f"{where}: slice range {text!r} starts after it ends")
     return first, last
+
+
+DIAGNOSIS_COLUMN = "diagnosis"
+
+
+@dataclass(frozen=True)
+class Diagnoses:
+    """The diagnosis of every image a CSV names, and the list of diagnoses (sorted, or as given)."""
+
+    per_image: dict[str, str]
+    names: list[str]
+
+    def index_of(self, image: str) -> int:
+        """The code of ``image``'s diagnosis in :attr:`names`, -1 when the CSV gives none."""
+        diagnosis = self.per_image.get(image)
+        return -1 if diagnosis is None else self.names.index(diagnosis)
+
+
+def read_diagnoses(path: str | os.PathLike, names: list[str] | None = None) -> Diagnoses:
+    """Read the ``diagnosis`` column of a CSV: one diagnosis per image or volume.
+
+    Rows with an empty diagnosis are skipped (an image without a diagnosis); an image may
+    appear in several rows (slice ranges of :func:`read_image_labels`) if they agree.
+
+    Args:
+        path: the CSV file (an image/case/volume column and a ``diagnosis`` column).
+        names: the known diagnoses (a model's); every value must be one of them
+            (case-insensitive; the list's spelling is kept). None takes the values found, sorted.
+
+    Raises:
+        WeakSegInputError: missing file or column, an image with two diagnoses, an unknown
+            diagnosis, or no diagnosis at all; the message names the file and line.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise WeakSegInputError(f"{path}: no such image-labels file")
+    known = {name.lower(): name for name in names} if names is not None else None
+    per_image: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip().lower() for name in reader.fieldnames or []]
+        reader.fieldnames = columns
+        name_column = next((name for name in NAME_COLUMNS if name in columns), None)
+        if name_column is None or DIAGNOSIS_COLUMN not in columns:
+            raise WeakSegInputError(f"{path}: needs a header with an image (or case/volume) column and a "
+                                    f"{DIAGNOSIS_COLUMN} column; found {columns}")
+        for line, row in enumerate(reader, start=2):
+            name = (row.get(name_column) or "").strip()
+            diagnosis = (row.get(DIAGNOSIS_COLUMN) or "").strip()
+            if not name or not diagnosis:
+                continue
+            if known is not None:
+                if diagnosis.lower() not in known:
+                    raise WeakSegInputError(f"{path}, line {line}: diagnosis {diagnosis!r} is not one of "
+                                            f"{list(known.values())}")
+                diagnosis = known[diagnosis.lower()]
+            if per_image.setdefault(name, diagnosis) != diagnosis:
+                raise WeakSegInputError(f"{path}, line {line}: {name!r} has two diagnoses, "
+                                        f"{per_image[name]!r} and {diagnosis!r}")
+    if not per_image:
+        raise WeakSegInputError(f"{path}: no image has a diagnosis")
+    return Diagnoses(per_image, list(names) if names is not None else sorted(set(per_image.values())))
 
 
 def resolve_image_path(folder: str | os.PathLike, name: str, csv_path: str | os.PathLike) -> str:

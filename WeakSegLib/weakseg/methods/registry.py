@@ -21,6 +21,7 @@ METHOD_MODULES = (
     "maag",
     "imagelabel",
     "transfer",
+    "collaborative",
 )
 
 METHODS: tuple[MethodSpec, ...] = tuple(importlib.import_module(f"weakseg.methods.{name}").SPEC for name in METHOD_MODULES)

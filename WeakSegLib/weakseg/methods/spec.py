@@ -21,6 +21,7 @@ SCRIBBLES = "scribbles"
 UNPAIRED_MASKS = "unpaired-masks"
 IMAGE_LABELS = "image-labels"
 SOURCE_MASKS = "source-masks"  # full masks of another cohort (another sequence, scanner or centre)
+MASKS = "masks"  # full masks of some of the training images (--masks-split)
 
 # How a method is used.
 PER_IMAGE = "per-image"  # weakseg segment IMAGE --scribbles S: learns from this image's labels alone
@@ -79,6 +80,8 @@ class MethodSpec:
         load: ``module:function``: ``(path, device, payload) -> model`` with ``class_names``.
         predict: ``module:function``: ``(model, image, progress) -> (labels, probabilities)``.
         adapt: ``module:function`` or "": ``(model, image, scribbles, progress, seed) -> (labels, probabilities)``.
+        diagnose: ``module:function`` or "" (models with a classifier): ``(model, image) -> (diagnosis,
+            {diagnosis: probability})``; ``weakseg predict`` then writes ``predictions.csv``.
         model_kind: the ``method`` a model file of this method records in its metadata.
         needs_unpaired_masks: training refuses to start without unpaired masks.
         hidden_options: options of the settings dataclass this method does not offer.
@@ -96,6 +99,7 @@ class MethodSpec:
     load: str = ""
     predict: str = ""
     adapt: str = ""
+    diagnose: str = ""
     model_kind: str = ""
     needs_unpaired_masks: bool = False
     hidden_options: tuple[str, ...] = ()
@@ -165,6 +169,7 @@ class TrainingRequest:
         image_labels: the image-level label CSV (methods imagelabel, transfer).
         source_dir: the fully segmented source cohort folder (method transfer).
         source_split: split spec of the source cases, None = all.
+        masks_split: split spec of the cases whose full masks are used (method collaborative).
         resume: continue the run stored in ``out_path``.
         device: a ``torch.device``.
         progress: a :class:`weakseg.progress.Progress`.
@@ -182,3 +187,4 @@ class TrainingRequest:
     resume: bool = False
     source_dir: str | None = None
     source_split: str | None = None
+    masks_split: str | None = None

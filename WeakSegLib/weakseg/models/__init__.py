@@ -1,6 +1,7 @@
 """Networks used by the WeakSeg methods, and the one way to rebuild them from a model file."""
 
 from weakseg.models.attention_unet import AttentionUNet2D
+from weakseg.models.attentive_classifier import AttentiveClassifier, build_classifier
 from weakseg.models.discriminator import MultiScaleDiscriminator
 from weakseg.models.unet import UNet2D
 
@@ -22,4 +23,4 @@ def build_network(model_config: dict) -> UNet2D:
     )
 
 
-__all__ = ["ARCHITECTURES", "AttentionUNet2D", "MultiScaleDiscriminator", "UNet2D", "build_network"]
+__all__ = ["ARCHITECTURES", "AttentionUNet2D", "AttentiveClassifier", "build_classifier", "MultiScaleDiscriminator", "UNet2D", "build_network"]
