@@ -204,7 +204,7 @@ def _add_bench(commands) -> None:
     from weakseg.bench.scribbles import DEFAULT_METHODS, bench_method_names
 
     bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
-    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{scribbles,imagelabel,transfer}")
+    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{scribbles,imagelabel,transfer,semisup}")
 
     scribbles = kinds.add_parser(
         "scribbles", help="methods learning from scribbles on <case>_image/_scribble/_label files")
@@ -263,6 +263,33 @@ def _add_bench(commands) -> None:
     transfer.add_argument("--out", default="bench-out", help="folder for the CSV, the models and overlay PNGs")
     transfer.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(transfer)
+    _add_semisup_bench(kinds)
+
+
+def _add_semisup_bench(kinds) -> None:
+    semisup = kinds.add_parser(
+        "semisup", help="a few masks + every image's diagnosis: masks-only, self-training, collaborative, all masks; "
+                        "image-only vs lesion-attentive classifier")
+    semisup.add_argument("data_dir", help="folder of <case>_image and <case>_label (or <case>_mask) files, e.g. PH2")
+    semisup.add_argument("--masks", type=int, required=True,
+                         help="training cases whose masks are used. Split, fixed by case id: sorted ids, the first two "
+                              "thirds train (PH2: 70), the last third tests (35); the N masks are training ids number "
+                              "round(i*T/N), i=0..N-1 (PH2, N=10: every 7th id from the first)")
+    semisup.add_argument("--seeds", default="0", help="comma list of seeds, e.g. 0,1,2 (mean and spread over them)")
+    semisup.add_argument("--image-labels", help="CSV with a diagnosis column (default: the one .csv in DATA_DIR)")
+    semisup.add_argument("--validation", action="store_true",
+                         help="score on the last third of the training cases instead of the test cases (for tuning)")
+    for option, kind, text in (("--image-size", int, "side in pixels slices are resized to (default 128)"),
+                               ("--steps", int, "segmenter steps on the masks"),
+                               ("--classifier-steps", int, "classifier steps"),
+                               ("--rounds", int, "semi-supervised rounds"),
+                               ("--round-steps", int, "segmenter steps per round"),
+                               ("--refinement-weight", float, "weight of the classifier's attention in pseudo masks"),
+                               ("--adversarial-weight", float, "weight of the adversarial term")):
+        semisup.add_argument(option, type=kind, help=f"{text} (default: the collaborative method's)")
+    semisup.add_argument("--out", default="bench-out", help="folder for the CSVs and overlay PNGs")
+    semisup.add_argument("--overlays", type=int, default=3, help="test images to draw overlays for, per row")
+    _add_common(semisup)
 
 
 def main(argv: list[str] | None = None) -> int:

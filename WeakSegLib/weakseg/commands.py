@@ -234,6 +234,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
                    getattr(arguments, "target_dir", None)):
         if folder is not None and not Path(folder).is_dir():
             raise WeakSegInputError(f"{folder}: no such folder")
+    if arguments.kind == "semisup":
+        return _semisup_bench(arguments, progress)
     methods = tuple(name.strip() for name in (arguments.methods or "").split(",") if name.strip())
     if arguments.kind == "imagelabel":
         from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
@@ -287,3 +289,34 @@ def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], pro
         models=models, steps=arguments.steps, overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
     check_options(options)
     return run_transfer_bench(options, progress).table
+
+
+def _semisup_bench(arguments: argparse.Namespace, progress: Progress) -> str:
+    """``weakseg bench semisup``: every argument checked, then the benchmark; returns its table."""
+    from weakseg.bench.semisup import SemisupBenchOptions, run_semisup_bench
+    from weakseg.methods.collaborative import SPEC
+
+    check_count("--masks", arguments.masks)
+    try:
+        seeds = tuple(int(item) for item in arguments.seeds.split(","))
+    except ValueError:
+        raise WeakSegInputError(f"--seeds {arguments.seeds!r}: expected a comma list of whole numbers") from None
+    image_labels = arguments.image_labels
+    if image_labels is None:
+        found = sorted(Path(arguments.data_dir).glob("*.csv"))
+        if len(found) != 1:
+            raise WeakSegInputError(f"{arguments.data_dir}: holds {len(found)} .csv files; name the diagnosis CSV "
+                                    "with --image-labels")
+        image_labels = str(found[0])
+    check_input_file(image_labels, "diagnosis CSV")
+    fields = {item.option: item for item in SPEC.option_fields()}
+    settings = {}
+    for option in ("--image-size", "--steps", "--classifier-steps", "--rounds", "--round-steps", "--refinement-weight",
+                   "--adversarial-weight"):
+        value = getattr(arguments, option.lstrip("-").replace("-", "_"))
+        if value is not None:
+            settings[fields[option].name] = parse_option(fields[option], str(value))
+    options = SemisupBenchOptions(data_dir=arguments.data_dir, image_labels=image_labels, masks=arguments.masks,
+                                  seeds=seeds, validation=arguments.validation, settings=settings, out=arguments.out,
+                                  overlays=arguments.overlays, device=arguments.device)
+    return run_semisup_bench(options, progress)
