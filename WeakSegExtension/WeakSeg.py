@@ -21,12 +21,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from WeakSegExtensionLib import cohort_labels, install, method_menus, mrml_bridge, segment_editor
+from WeakSegExtensionLib import cohort_labels, diagnosis_panel, install, method_menus, mrml_bridge, segment_editor
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
 from WeakSegExtensionLib.logic import WeakSegLogic
 
 POLL_INTERVAL_MS = 100
-COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask", "Source")
 
 
 class WeakSeg(ScriptedLoadableModule):
@@ -91,8 +90,8 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             menu.comboBox.connect("currentIndexChanged(int)", lambda index, menu=menu: menu.choose(index, self._parameterNode))
 
         segment_editor.embedEditor(self.ui.segmentEditorWidget, slicer.mrmlScene)
-        self.ui.cohortTable.setColumnCount(len(COHORT_COLUMNS))
-        self.ui.cohortTable.setHorizontalHeaderLabels(list(COHORT_COLUMNS))
+        self.ui.cohortTable.setColumnCount(len(cohort_labels.COHORT_COLUMNS))
+        self.ui.cohortTable.setHorizontalHeaderLabels(list(cohort_labels.COHORT_COLUMNS))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneNodesChanged)
@@ -105,6 +104,8 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.clicked.connect(self.onUndo)
         self.ui.setLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=False))
         self.ui.clearLabelButton.clicked.connect(lambda: self.onSetImageLabel(clear=True))
+        self.ui.setDiagnosisButton.clicked.connect(lambda: diagnosis_panel.setSelectedDiagnosis(self, clear=False))
+        self.ui.clearDiagnosisButton.clicked.connect(lambda: diagnosis_panel.setSelectedDiagnosis(self, clear=True))
         self.ui.linkMaskButton.clicked.connect(self.onLinkMask)
         self.ui.markSourceButton.clicked.connect(self.onToggleSource)
         self.ui.importLabelsButton.clicked.connect(self.onImportLabels)
@@ -354,13 +355,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         rows = self.logic.cohortRows()
         table.setRowCount(len(rows))
         for index, row in enumerate(rows):
-            sliceText = "; ".join(f"{r.first}-{r.last}: {r.label}" for r in row.sliceLabels)
-            cells = (
-                row.volumeNode.GetName(), row.imageLabel or "", sliceText,
-                "yes" if row.scribbleNode else "", "yes" if row.maskNode else "",
-                "source (fully segmented)" if row.isSource else "",
-            )
-            for column, text in enumerate(cells):
+            for column, text in enumerate(cohort_labels.rowCells(row)):
                 item = qt.QTableWidgetItem(text)
                 item.setData(qt.Qt.UserRole, row.volumeNode.GetID())
                 table.setItem(index, column, item)

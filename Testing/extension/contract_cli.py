@@ -15,7 +15,9 @@ second, without training anything:
   settings (``--steps`` ...) and ignores them;
 * ``predict``: labels voxels in the top quarter of the intensity range as the model's first
   foreground class and writes ``<input name without its suffix>.seg.nrrd`` (the real
-  command's naming) with WeakSegLib's writer;
+  command's naming) with WeakSegLib's writer; for a model trained with ``--masks-split``
+  (method collaborative) also ``predictions.csv``, every image given the first diagnosis
+  (sorted) with probability 0.75;
 * ``methods --json``: the real library's method list (the stand-in offers the same methods).
 
 Exit status as the real command: 0 done, 2 bad input, 130 on SIGTERM (cancel).
@@ -136,8 +138,30 @@ def train(arguments) -> None:
         "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
         "resumed": arguments.resume,
         "source": sorted(path.name for path in Path(arguments.source).glob("*_label.nii.gz")) if arguments.source else [],
+        "masks_split": arguments.masks_split,
+        "diagnoses": _diagnoses(arguments.image_labels) if arguments.masks_split else {},
     }
     Path(arguments.out).write_text(json.dumps(model))
+
+
+def _diagnoses(path: str) -> dict:
+    """``{case: diagnosis}`` of a diagnosis CSV (method collaborative)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["case"]: row["diagnosis"] for row in csv.DictReader(handle)}
+
+
+def _writePredictions(folder: Path, stems: list, diagnoses: list) -> None:
+    """``predictions.csv`` as the real command writes it: every image gets the first diagnosis, probability 0.75."""
+    import csv
+
+    share = 0.25 / max(len(diagnoses) - 1, 1)
+    with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "diagnosis"] + [f"p_{name}" for name in diagnoses])
+        for stem in stems:
+            writer.writerow([stem, diagnoses[0]] + [f"{0.75 if index == 0 else share:.4f}" for index in range(len(diagnoses))])
 
 
 def predict(arguments) -> None:
@@ -158,6 +182,10 @@ def predict(arguments) -> None:
             fail(f"{arguments.format}: the stand-in writes .seg.nrrd only")
         write_seg_nrrd(Path(arguments.out) / f"{stem}.seg.nrrd", labels, image, [Segment(foreground, 1, class_color(foreground, 1))])
         progress(100 * (index + 1) / len(arguments.images), f"{stem}")
+    if model.get("diagnoses"):
+        names = [Path(path).name for path in arguments.images]
+        _writePredictions(Path(arguments.out), [name[: len(name) - len(suffix_of(name))] for name in names],
+                          sorted(set(model["diagnoses"].values())))
 
 
 def methods(arguments) -> None:
@@ -189,6 +217,7 @@ def main() -> None:
     trainParser.add_argument("--unpaired-masks")
     trainParser.add_argument("--image-labels")
     trainParser.add_argument("--source")
+    trainParser.add_argument("--masks-split")
 
     for option, takers in training_options().items():  # the real CLI's settings options, accepted as given
         if takers[0][1][0].kind == "bool":

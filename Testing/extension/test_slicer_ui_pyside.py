@@ -83,7 +83,7 @@ def test_ui_loads_and_creates_every_named_widget():
     for name in from_ui[1:]:
         assert panel.findChild(QtWidgets.QWidget, name) is not None, f"{name} was not created"
     assert panel.findChild(QtWidgets.QPushButton, "segmentButton").text() == "Segment"
-    assert panel.findChild(QtWidgets.QTableWidget, "cohortTable").columnCount() == 6
+    assert panel.findChild(QtWidgets.QTableWidget, "cohortTable").columnCount() == 8  # ... Source, Diagnosis, Predicted diagnosis
 
 
 def test_the_method_menus_of_the_ui_are_filled_from_the_library_and_follow_the_parameters():

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from WeakSegExtensionLib import mrml_bridge
+from WeakSegExtensionLib import diagnoses, mrml_bridge
 from WeakSegExtensionLib.errors import WeakSegInputError
 from WeakSegExtensionLib.library_contract import HEALTHY, LABEL_CSV_NAME_COLUMNS
 from WeakSegExtensionLib.library_contract import LABEL_CSV_COLUMNS as CSV_COLUMNS
@@ -43,6 +43,9 @@ RESULT_ROLE = "WeakSegResult"
 # A volume marked "source (fully segmented)": its mask trains the transfer method's source domain.
 SOURCE_ATTRIBUTE = "WeakSeg.Source"
 IMAGE_LABELS_FILE = "image_labels.csv"
+# The cohort table's columns; :func:`rowCells` gives their texts.
+COHORT_COLUMNS = ("Volume", "Image label", "Slice labels", "Scribbles", "Mask", "Source", "Diagnosis",
+                  "Predicted diagnosis")
 
 
 def allowedImageLabels(classNames: Sequence[str]) -> list[str]:
@@ -210,11 +213,20 @@ class CohortRow:
     scribbleNode: object = None
     maskNode: object = None
     isSource: bool = False
+    diagnosis: str | None = None
 
     @property
     def hasSupervision(self) -> bool:
-        """True when the volume can take part in training (any label, scribbles or mask)."""
-        return bool(self.imageLabel or self.sliceLabels or self.scribbleNode or self.maskNode)
+        """True when the volume can take part in training (any label, scribbles, mask or diagnosis)."""
+        return bool(self.imageLabel or self.sliceLabels or self.scribbleNode or self.maskNode or self.diagnosis)
+
+
+def rowCells(row: CohortRow) -> tuple[str, ...]:
+    """The texts of the cohort table's columns for one volume (volume, labels, links, diagnoses)."""
+    sliceText = "; ".join(f"{r.first}-{r.last}: {r.label}" for r in row.sliceLabels)
+    return (row.volumeNode.GetName(), row.imageLabel or "", sliceText, "yes" if row.scribbleNode else "",
+            "yes" if row.maskNode else "", "source (fully segmented)" if row.isSource else "", row.diagnosis or "",
+            diagnoses.predictedText(row.volumeNode))
 
 
 def cohortRow(volumeNode) -> CohortRow:
@@ -222,7 +234,7 @@ def cohortRow(volumeNode) -> CohortRow:
     return CohortRow(
         volumeNode, volumeLabel, ranges,
         volumeNode.GetNodeReference(SCRIBBLES_ROLE), volumeNode.GetNodeReference(MASK_ROLE),
-        volumeNode.GetAttribute(SOURCE_ATTRIBUTE) == "1",
+        volumeNode.GetAttribute(SOURCE_ATTRIBUTE) == "1", diagnoses.diagnosisLabel(volumeNode),
     )
 
 
@@ -272,6 +284,20 @@ def splitForTransfer(rows: Sequence[CohortRow]) -> tuple[list[CohortRow], list[C
     if not target:
         raise WeakSegInputError("the transfer method needs target volumes with image labels (not marked as source)")
     return source, target
+
+
+def splitForCollaborative(rows: Sequence[CohortRow]) -> list[CohortRow]:
+    """The volumes method collaborative trains on: those with a full mask or a diagnosis.
+
+    Scribbles and image-level labels are not used (a masked volume's mask is its training label).
+    """
+    kept = [replace(row, scribbleNode=None, imageLabel=None, sliceLabels=[]) for row in rows
+            if row.maskNode is not None or row.diagnosis]
+    if not any(row.maskNode is not None for row in kept):
+        raise WeakSegInputError("the collaborative method needs a few volumes with a full mask linked")
+    if not any(row.diagnosis for row in kept):
+        raise WeakSegInputError("the collaborative method needs volumes with a diagnosis")
+    return kept
 
 
 def cohortClassNames(rows: Sequence[CohortRow]) -> list[str]:

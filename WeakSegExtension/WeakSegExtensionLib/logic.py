@@ -31,8 +31,9 @@ from typing import Sequence
 import numpy as np
 import slicer
 
-from WeakSegExtensionLib import cohort_labels, install, mrml_bridge
+from WeakSegExtensionLib import cohort_labels, diagnoses, install, mrml_bridge
 from WeakSegExtensionLib.errors import WeakSegDependencyError, WeakSegInputError
+from WeakSegExtensionLib.library_contract import PREDICTIONS_FILE
 from WeakSegExtensionLib.jobs import LogCallback, ProgressCallback, WeakSegJob
 from WeakSegExtensionLib.method_menus import PER_IMAGE_USAGE, TRAINED_USAGE
 from WeakSegExtensionLib.mrml_bridge import BACKGROUND, UNLABELLED, describeNode
@@ -45,6 +46,7 @@ except ImportError:  # slicer-core without the application (tests, scripts): no 
 
 IMAGE_LABELS = "image-labels"
 SOURCE_MASKS = "source-masks"
+MASKS = "masks"
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -407,6 +409,14 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         """Mark a volume as "source (fully segmented)" (its linked mask trains method transfer), or unmark it."""
         cohort_labels.setSource(volumeNode, isSource)
 
+    def setDiagnosisLabel(self, volumeNode, diagnosis: str | None) -> None:
+        """Give a volume its diagnosis for training (method collaborative); None clears it."""
+        diagnoses.setDiagnosisLabel(volumeNode, diagnosis)
+
+    def predictedDiagnosis(self, volumeNode) -> tuple[str, dict[str, float]] | None:
+        """The diagnosis the last applied model predicted for the volume, with every diagnosis's probability."""
+        return diagnoses.predictedDiagnosis(volumeNode)
+
     def cohortRows(self, volumeNodes: Sequence | None = None) -> list[cohort_labels.CohortRow]:
         return [cohort_labels.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
 
@@ -420,12 +430,17 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         that learns from image-level labels (``imagelabel``) trains on the labels of the volumes
         that have one (``weakseg train --method imagelabel --image-labels CSV``); a method that learns
         from a source cohort (``transfer``) takes the masks of the volumes marked as source
-        (:meth:`setSourceVolume`) and the image labels and scribbles of the others (``--source FOLDER``).
+        (:meth:`setSourceVolume`) and the image labels and scribbles of the others (``--source FOLDER``);
+        a method that learns from a few masks and diagnoses (``collaborative``) takes the volumes with a
+        mask or a diagnosis (:meth:`setDiagnosisLabel`): ``--masks-split`` names those with a mask.
         """
         spec = self.method(method, TRAINED_USAGE)
         fromImageLabels = IMAGE_LABELS in spec["learns_from"]
         fromSource = SOURCE_MASKS in spec["learns_from"]
+        fromMasks = MASKS in spec["learns_from"]
         rows = self.cohortRows(volumeNodes)
+        if fromMasks:
+            rows = cohort_labels.splitForCollaborative(rows)
         cohort_labels.checkOneClassSet(rows)
         classNames = mrml_bridge.checkClassNames(classNames or cohort_labels.cohortClassNames(rows), "cohort classes")
         modelPath = Path(modelPath)
@@ -436,14 +451,19 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             sourceRows, rows = cohort_labels.splitForTransfer(rows)
         elif spec["needs_unpaired_masks"]:
             rows, maskRows = cohort_labels.splitForShapePrior(rows)
-        if fromImageLabels:
+        if fromImageLabels and not fromMasks:
             rows = [row for row in rows if row.imageLabel or row.sliceLabels]
             if not rows:
                 raise WeakSegInputError("training from image-level labels, but no volume of the cohort has one")
         work = self._workDirectory("train")
         cases = cohort_labels.writeTrainingFolder(rows, work / "data", classNames)
         methodArguments = ["--method", spec["name"]]
-        if fromImageLabels:
+        if fromMasks:
+            diagnoses.writeDiagnosisCsv(work / "data" / diagnoses.DIAGNOSES_FILE, cases)
+            masked = [case for case, node in cases.items() if node.GetNodeReference(cohort_labels.MASK_ROLE)]
+            methodArguments += ["--image-labels", str(work / "data" / diagnoses.DIAGNOSES_FILE),
+                                "--masks-split", ",".join(masked)]
+        elif fromImageLabels:
             methodArguments += ["--image-labels", str(work / "data" / cohort_labels.IMAGE_LABELS_FILE)]
         if sourceRows:
             cohort_labels.writeTrainingFolder(sourceRows, work / "source", classNames)
@@ -491,7 +511,9 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
                    "--format", ".seg.nrrd", "--progress", "lines", *extraArguments]
 
         def finish() -> list[SegmentationResult]:
-            return [self._readPrediction(work / "outputs", case, node, modelPath.name) for case, node in cases.items()]
+            results = [self._readPrediction(work / "outputs", case, node, modelPath.name) for case, node in cases.items()]
+            diagnoses.storePredictions(work / "outputs" / PREDICTIONS_FILE, cases)
+            return results
 
         descriptions = {path: describeNode(node) for path, node in zip(inputs, cases.values())}
         return WeakSegJob(f"Applying {modelPath.name}", command, work, finish, descriptions, self.logCallback).start()

@@ -204,9 +204,10 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
         if model.spec.diagnose:
             diagnoses.append((stem, *model.spec.function("diagnose")(model.model, image)))
     if diagnoses:
+        from weakseg.contract import PREDICTIONS_FILE
         from weakseg.predictions import write_predictions
 
-        write_predictions(output_folder / "predictions.csv", diagnoses)
+        write_predictions(output_folder / PREDICTIONS_FILE, diagnoses)
 
 
 def evaluate_command(arguments: argparse.Namespace, progress: Progress) -> str:

@@ -30,6 +30,11 @@ ERROR_PREFIX: str = _DATA["error_prefix"]
 LABEL_CSV_COLUMNS: tuple[str, ...] = tuple(_DATA["label_csv"]["columns"])
 LABEL_CSV_NAME_COLUMNS: tuple[str, ...] = tuple(_DATA["label_csv"]["read_name_columns"])
 CLASS_SEPARATOR: str = _DATA["label_csv"]["class_separator"]
+DIAGNOSIS_COLUMN: str = _DATA["diagnosis_column"]
+PREDICTIONS_FILE: str = _DATA["predictions_csv"]["file"]
+PREDICTIONS_IMAGE_COLUMN: str = _DATA["predictions_csv"]["image_column"]
+PREDICTIONS_DIAGNOSIS_COLUMN: str = _DATA["predictions_csv"]["diagnosis_column"]
+PROBABILITY_PREFIX: str = _DATA["predictions_csv"]["probability_prefix"]
 PALETTE: tuple[tuple[float, float, float], ...] = tuple(tuple(colour) for colour in _DATA["palette"])
 TERMINOLOGY_CONTEXT: str = _DATA["terminology_context"]
 

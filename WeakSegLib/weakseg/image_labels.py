@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from weakseg.contract import CLASS_SEPARATOR, HEALTHY
+from weakseg.contract import CLASS_SEPARATOR, DIAGNOSIS_COLUMN, HEALTHY
 from weakseg.contract import LABEL_CSV_NAME_COLUMNS as NAME_COLUMNS
 from weakseg.errors import WeakSegInputError
 from weakseg.suffixes import LABELLED_IMAGE_SUFFIXES
@@ -195,9 +195,6 @@ def _parse_slices(row: dict, where: str) -> tuple[int, int] | None:
     if first > last:
         raise WeakSegInputError(f"{where}: slice range {text!r} starts after it ends")
     return first, last
-
-
-DIAGNOSIS_COLUMN = "diagnosis"
 
 
 @dataclass(frozen=True)

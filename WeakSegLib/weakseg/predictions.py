@@ -2,7 +2,8 @@
 
 Columns: ``image`` (the image's file name without its suffix, as the segmentation file is
 named), ``diagnosis`` (the most probable one), then one ``p_<diagnosis>`` column per
-diagnosis of the model, in the model's order. The Slicer module reads the same file.
+diagnosis of the model, in the model's order (the names are the contract's,
+:mod:`weakseg.contract`). The Slicer module reads the same file.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import os
 from typing import Sequence
 
 from weakseg.atomic import write_atomically
+from weakseg.contract import PREDICTIONS_DIAGNOSIS_COLUMN as DIAGNOSIS_COLUMN
+from weakseg.contract import PREDICTIONS_IMAGE_COLUMN as IMAGE_COLUMN
+from weakseg.contract import PROBABILITY_PREFIX
 from weakseg.errors import WeakSegInputError
-
-IMAGE_COLUMN = "image"
-DIAGNOSIS_COLUMN = "diagnosis"
-PROBABILITY_PREFIX = "p_"
 
 
 def write_predictions(path: str | os.PathLike, rows: Sequence[tuple[str, str, dict[str, float]]]) -> None:
