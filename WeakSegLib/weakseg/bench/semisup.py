@@ -179,6 +179,7 @@ def _one_seed(few: CollaborativeArrays, everything: CollaborativeArrays, config:
     start_state = {key: value.clone() for key, value in base.segmenter.state_dict().items()}
     results["masks-only"] = (time.perf_counter() - begin, _scores(_model(base, config, diagnosis_names, device), tests,
                                                                    DEFAULT_CLASSES), None)
+    _announce(progress, 0.2, "masks-only", results)
     variants = {
         "self-training": dataclasses.replace(config, classifier_steps=0, adversarial_weight=0.0, refinement_weight=0.0),
         "collaborative": config,
@@ -187,12 +188,16 @@ def _one_seed(few: CollaborativeArrays, everything: CollaborativeArrays, config:
         begin = time.perf_counter()
         trainer = CollaborativeTrainer(few, settings, 2, len(diagnosis_names), device)
         trainer.segmenter.load_state_dict(start_state)
-        for _, stage in trainer.stages():
-            stage(progress.part(0.2 + 0.25 * index, 0.45 + 0.25 * index))
+        stages = trainer.stages()
+        for number, (_, stage) in enumerate(stages):
+            start = 0.2 + 0.25 * index
+            stage(progress.part(start + 0.25 * number / len(stages), start + 0.25 * (number + 1) / len(stages)))
         model = _model(trainer, settings, diagnosis_names, device)
         results[row] = (results["masks-only"][0] + time.perf_counter() - begin, _scores(model, tests, DEFAULT_CLASSES), None)
+        _announce(progress, 0.45 + 0.25 * index, row, results)
         if trainer.classifier is not None:
             results["lesion-attentive"] = (results[row][0], None, _diagnosis_scores(model, tests, truth))
+            _announce(progress, 0.45 + 0.25 * index, "lesion-attentive", results)
     begin = time.perf_counter()
     image_only = dataclasses.replace(config, image_only_classifier=True, rounds=0)
     trainer = CollaborativeTrainer(few, image_only, 2, len(diagnosis_names), device)
@@ -201,12 +206,24 @@ def _one_seed(few: CollaborativeArrays, everything: CollaborativeArrays, config:
                              progress.part(0.7, 0.8))
     results["image-only"] = (time.perf_counter() - begin, None,
                              _diagnosis_scores(_model(trainer, image_only, diagnosis_names, device), tests, truth))
+    _announce(progress, 0.8, "image-only", results)
     begin = time.perf_counter()
     full = CollaborativeTrainer(everything, dataclasses.replace(config, classifier_steps=0, rounds=0), 2, 0, device)
     full.train_segmenter(progress.part(0.8, 1.0))
     results["all-masks"] = (time.perf_counter() - begin, _scores(_model(full, config, diagnosis_names, device), tests,
                                                                   DEFAULT_CLASSES), None)
+    _announce(progress, 1.0, "all-masks", results)
     return {row: results[row] for row in SEGMENTATION_ROWS + DIAGNOSIS_ROWS if row in results}
+
+
+def _announce(progress: Progress, fraction: float, row: str, results: dict) -> None:
+    """Report a finished row's score through the progress messages (a long run shows its rows as they come)."""
+    _, segmentation, diagnosis = results[row]
+    if segmentation is not None:
+        text = f"mean Dice {np.mean([item['dice'] for item in segmentation]):.3f}"
+    else:
+        text = f"accuracy {diagnosis[0]:.3f}, balanced accuracy {diagnosis[1]:.3f}"
+    progress.report(fraction, f"{row} done: {text}")
 
 
 def summarise(seed_rows: list[dict]) -> list[dict]:
