@@ -202,7 +202,7 @@ def test_cli_refuses_masks_split_where_it_does_not_belong(tmp_path, capsys):
     assert main(base + ["--method", "collaborative", "--image-labels", str(labels_csv)]) == 2
     assert "needs --masks-split" in capsys.readouterr().err
     assert main(base + ["--method", "collaborative", "--image-labels", str(labels_csv), "--masks-split", "Z9"]) == 2
-    assert "selects none" in capsys.readouterr().err
+    assert "selects no training case with a <case>_label" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -232,3 +232,17 @@ def test_bench_semisup_writes_every_row(tmp_path):
     assert all(summary[row]["seeds"] == "2" and 0 <= float(summary[row]["dice"]) <= 1 for row in list(summary)[:4])
     assert 0 <= float(summary["lesion-attentive"]["balanced_accuracy"]) <= 1
     assert (out / "overlay_L07_collaborative.png").exists()
+
+
+def test_masks_split_masks_only_the_selected_cases_that_have_a_mask_file(tmp_path):
+    from weakseg.image_labels import read_diagnoses as diagnoses_of
+    from weakseg.methods.collaborative_data import training_cases
+    from weakseg.methods.spec import TrainingRequest
+
+    labels_csv = write_cohort(tmp_path / "data", count=4)
+    for number in (2, 3):
+        (tmp_path / "data" / f"L0{number}_mask.png").unlink()
+    request = TrainingRequest(data_dir=str(tmp_path / "data"), out_path="", settings=None, class_names=None,
+                              device=None, progress=None, masks_split="L0")
+    cases, masked = training_cases(request, diagnoses_of(labels_csv))
+    assert [case.name for case in cases] == ["L01", "L02", "L03", "L04"] and masked == {"L01", "L04"}

@@ -4,7 +4,8 @@ Cases come from a cohort folder (:mod:`weakseg.cases`: ``<case>_image.<ext>``, f
 ``<case>_label.<ext>`` or ``<case>_mask.<ext>``); the diagnoses from the ``diagnosis`` column
 of the ``--image-labels`` CSV (:func:`weakseg.image_labels.read_diagnoses`). A case is
 trained on when the CSV gives its diagnosis or ``--masks-split`` selects it; only the masks
-of the cases ``--masks-split`` selects are read. Masks hold class codes ``0..K-1``; a
+of the cases ``--masks-split`` selects are read (those it selects without a mask file count as
+unmasked). Masks hold class codes ``0..K-1``; a
 two-class model (background, lesion) also reads any non-zero value as the lesion, so
 0/255 masks (PH2) work as they are.
 
@@ -87,17 +88,21 @@ def build_arrays(cases: Sequence[CohortCase], diagnoses: Diagnoses | None, maske
 def training_cases(request: TrainingRequest, diagnoses: Diagnoses) -> tuple[list[CohortCase], set[str]]:
     """The cases to train on and the names of those whose masks are used.
 
+    A case ``--masks-split`` selects is masked when it has a mask file (a name prefix may select
+    more cases than meant, e.g. ``case1`` also ``case10``; those without a mask keep their diagnosis only).
+
     Raises:
-        WeakSegInputError: no --masks-split, or it selects no case of the training cases.
+        WeakSegInputError: no --masks-split, or it selects no training case with a mask file.
     """
     if not request.masks_split:
         raise WeakSegInputError("method collaborative needs --masks-split CASES (the cases whose full masks it learns from)")
     selected = parse_split(request.masks_split)
     cases = [case for case in list_cases(request.data_dir, request.split, require_scribbles=False)
              if case.name in diagnoses.per_image or selected(case.name)]
-    masked = {case.name for case in cases if selected(case.name)}
+    masked = {case.name for case in cases if selected(case.name) and case.label_path is not None}
     if not masked:
-        raise WeakSegInputError(f"--masks-split {request.masks_split}: selects none of the training cases in {request.data_dir}")
+        raise WeakSegInputError(f"--masks-split {request.masks_split}: selects no training case with a <case>_label "
+                                f"or <case>_mask file in {request.data_dir}")
     return cases, masked
 
 
