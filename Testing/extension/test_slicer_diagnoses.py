@@ -107,3 +107,13 @@ def test_predictions_file_round_trip_and_bad_file(tmp_path, scene):
     path.write_text("image,diagnosis,p_a\nx,a,high\n")
     with pytest.raises(WeakSegInputError, match="line 2: a probability is not a number"):
         diagnoses.readPredictions(path)
+
+
+def test_the_training_method_menu_lists_collaborative_from_the_library_catalogue():
+    from test_method_menus import TOOLTIP_ROLE, StandInComboBox, library_catalog
+
+    from WeakSegExtensionLib.method_menus import TRAINED_USAGE, MethodMenu
+
+    box = StandInComboBox()
+    MethodMenu(box, TRAINED_USAGE, "trainingMethod", TOOLTIP_ROLE).fill(library_catalog(), None)
+    assert "collaborative" in box.items
