@@ -36,12 +36,13 @@ import torch
 
 from weakseg.bench.reports import write_csv, write_overlay
 from weakseg.cases import CohortCase, list_cases
+from weakseg.contract import UNLABELLED
 from weakseg.engine import pick_device
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import read_diagnoses
 from weakseg.io import labels_to_image, read_image
 from weakseg.methods.collaborative import CollaborativeConfig, CollaborativeModel, diagnose_image, predict_image
-from weakseg.methods.collaborative_data import DEFAULT_CLASSES, build_arrays, mask_codes, run_stages
+from weakseg.methods.collaborative_data import DEFAULT_CLASSES, build_arrays, mask_codes
 from weakseg.methods.collaborative_training import CollaborativeArrays, CollaborativeTrainer
 from weakseg.metrics import evaluate_labelmaps
 from weakseg.progress import SILENT, Progress
@@ -83,7 +84,7 @@ def split_cases(cases: list[CohortCase], masks: int) -> tuple[list[CohortCase], 
 
 def _only_masks_of(arrays: CollaborativeArrays, keep: torch.Tensor) -> CollaborativeArrays:
     """The same slices with the masks of every slice outside ``keep`` hidden."""
-    masks = torch.where(keep[:, None, None], arrays.masks, torch.full_like(arrays.masks, 255))
+    masks = torch.where(keep[:, None, None], arrays.masks, torch.full_like(arrays.masks, UNLABELLED))
     return dataclasses.replace(arrays, masks=masks, masked=keep.clone())
 
 
