@@ -8,6 +8,7 @@ A cohort folder holds, for every case ``<case>``::
                              scribbles of Valvano et al.), or a ``.seg.nrrd`` whose segments
                              are matched to the class names by name
     <case>_label.<ext>       optional full mask: scoring, or the unpaired masks of a shape prior
+                             (``<case>_mask.<ext>``, the HC18 naming, is read alike)
 
 ``<ext>`` is any of :data:`~weakseg.suffixes.COHORT_IMAGE_SUFFIXES` (a scribble may also be
 ``.seg.nrrd``); the three files of a case need not share the suffix. This is the layout of
@@ -119,7 +120,7 @@ def list_cases(folder: str | os.PathLike, split: str | None = None, require_scri
             name=name,
             image_path=find(name, "image", COHORT_IMAGE_SUFFIXES),
             scribble_path=find(name, "scribble", SCRIBBLE_SUFFIXES),
-            label_path=find(name, "label", COHORT_IMAGE_SUFFIXES),
+            label_path=find(name, "label", COHORT_IMAGE_SUFFIXES) or find(name, "mask", COHORT_IMAGE_SUFFIXES),
         )
         for name in names
         if selected(name)

@@ -21,7 +21,7 @@ from weakseg.cli_checks import (
 )
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
-from weakseg.methods.spec import IMAGE_LABELS, PER_IMAGE, SOURCE_MASKS, TRAINED, TrainingRequest
+from weakseg.methods.spec import IMAGE_LABELS, PER_IMAGE, SOURCE_MASKS, TRAINED, UNPAIRED_MASKS, TrainingRequest
 from weakseg.progress import Progress
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
@@ -144,8 +144,8 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
     if arguments.resume:
         check_input_file(arguments.out, "model file to resume")
     settings = training_settings(spec, arguments)
-    if not spec.needs_unpaired_masks and (arguments.unpaired_masks or arguments.unpaired_split):
-        takers = ", ".join(item.name for item in METHODS if item.needs_unpaired_masks)
+    if UNPAIRED_MASKS not in spec.learns_from and (arguments.unpaired_masks or arguments.unpaired_split):
+        takers = ", ".join(item.name for item in METHODS if UNPAIRED_MASKS in item.learns_from)
         raise WeakSegInputError(f"--unpaired-masks/--unpaired-split: method {spec.name} does not take unpaired masks "
                                 f"(taken by: {takers})")
     if spec.needs_unpaired_masks and not (arguments.unpaired_masks or arguments.unpaired_split):
@@ -176,6 +176,7 @@ def unpaired_mask_files(arguments: argparse.Namespace):
 def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     """``weakseg predict``: a trained model and images in, one segmentation per image out."""
     from weakseg.apply import load_model, predict_image
+    from weakseg.head_circumference import write_predictions_csv
     from weakseg.io import read_image, suffix_of
     from weakseg.results import write_result
 
@@ -186,12 +187,28 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     model = load_model(arguments.model, arguments.device)
     images = [read_image(path) for path in arguments.images]
     output_folder = Path(arguments.out)
+    measures = []
     for index, image in enumerate(images):
         part = progress.part(index / len(images), (index + 1) / len(images))
         labels, _ = predict_image(model, image, part)
         name = Path(image.path).name
         stem = name[: len(name) - len(suffix_of(name))]
         write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, model.class_names)
+        if image.is_2d and len(model.class_names) == 2:
+            measures.append(head_circumference_row(image, labels[0]))
+    if measures:
+        write_predictions_csv(output_folder / "predictions.csv", measures)
+
+
+def head_circumference_row(image, mask) -> dict:
+    """One row of ``predictions.csv``: the head circumference of a 2D one-structure prediction, in mm."""
+    from weakseg.head_circumference import head_circumference_mm, pixel_size_from_csv
+
+    size = pixel_size_from_csv(image.path)
+    spacing = (size, size) if size is not None else image.spacing_zyx[1:]
+    return {"image": Path(image.path).name, "pixel_size_mm": f"{spacing[1]:.6g}",
+            "pixel_size_source": "csv" if size is not None else "image spacing",
+            "head_circumference_mm": f"{head_circumference_mm(mask > 0, spacing):.2f}"}
 
 
 def evaluate_command(arguments: argparse.Namespace, progress: Progress) -> str:
@@ -219,7 +236,7 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
                    getattr(arguments, "target_dir", None)):
         if folder is not None and not Path(folder).is_dir():
             raise WeakSegInputError(f"{folder}: no such folder")
-    methods = tuple(name.strip() for name in (arguments.methods or "").split(",") if name.strip())
+    methods = tuple(name.strip() for name in (getattr(arguments, "methods", None) or "").split(",") if name.strip())
     if arguments.kind == "imagelabel":
         from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
 
@@ -234,6 +251,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
         return run_imagelabel_bench(options, progress).text
     if arguments.kind == "transfer":
         return _transfer_bench(arguments, methods, progress)
+    if arguments.kind == "shapegan":
+        return _shapegan_bench(arguments, progress)
     from weakseg.bench.scribbles import DEFAULT_METHODS, ScribbleBenchOptions, check_options, model_paths, run_scribble_bench
 
     check_count("--cohort-steps", arguments.cohort_steps)
@@ -272,3 +291,27 @@ def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], pro
         models=models, steps=arguments.steps, overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
     check_options(options)
     return run_transfer_bench(options, progress).table
+
+
+def _shapegan_bench(arguments: argparse.Namespace, progress: Progress) -> str:
+    """``weakseg bench shapegan``: every argument checked, then the benchmark; returns its table."""
+    from weakseg.bench.shapegan import ROWS, ShapeGanBenchOptions, check_options, run_shapegan_bench
+
+    spec = method_named("shape-gan")
+    offered = {item.option: item for item in spec.option_fields()}
+    settings = {}
+    for option in ("--gan-steps", "--steps", "--rounds", "--image-size", "--channels"):
+        value = getattr(arguments, option.lstrip("-").replace("-", "_"))
+        if value is not None:
+            settings[offered[option].name] = parse_option(offered[option], value)
+    check_count("--ablation-gan-steps", arguments.ablation_gan_steps)
+    rows = tuple(name.strip() for name in (arguments.rows or "").split(",") if name.strip())
+    options = ShapeGanBenchOptions(
+        data_dir=arguments.data_dir, out=arguments.out, rows=rows or ROWS, train_split=arguments.train_split,
+        unpaired_train_split=arguments.unpaired_train_split, unpaired_split=arguments.unpaired_split,
+        test_split=arguments.test_split, shape_model=arguments.shape_model, settings=settings,
+        ablation_gan_steps=arguments.ablation_gan_steps, overlays=arguments.overlays, device=arguments.device,
+        seed=arguments.seed)
+    check_options(options)
+    spec.make_settings(**settings, shape_model=arguments.shape_model).check()
+    return run_shapegan_bench(options, progress).table

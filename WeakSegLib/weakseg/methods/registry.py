@@ -21,6 +21,7 @@ METHOD_MODULES = (
     "maag",
     "imagelabel",
     "transfer",
+    "shape_gan",
 )
 
 METHODS: tuple[MethodSpec, ...] = tuple(importlib.import_module(f"weakseg.methods.{name}").SPEC for name in METHOD_MODULES)

@@ -21,6 +21,7 @@ SCRIBBLES = "scribbles"
 UNPAIRED_MASKS = "unpaired-masks"
 IMAGE_LABELS = "image-labels"
 SOURCE_MASKS = "source-masks"  # full masks of another cohort (another sequence, scanner or centre)
+SHAPE_MODEL = "shape-model"  # a parametric model of the structure's shape (random ellipses)
 
 # How a method is used.
 PER_IMAGE = "per-image"  # weakseg segment IMAGE --scribbles S: learns from this image's labels alone
@@ -47,7 +48,7 @@ class OptionField:
     name: str
     option: str
     help: str
-    kind: str  # "int", "float", "bool", "ints" (comma list of positive integers)
+    kind: str  # "int", "float", "bool", "str", "ints" (comma list of positive integers)
     minimum: float | None
     maximum: float | None
     default: Any
@@ -57,9 +58,9 @@ def _kind(annotation: Any) -> str:
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     if text.startswith("tuple"):
         return "ints"
-    if text in ("bool", "int", "float"):
+    if text in ("bool", "int", "float", "str"):
         return text
-    raise TypeError(f"setting of type {text}: expected int, float, bool or a tuple of ints")
+    raise TypeError(f"setting of type {text}: expected int, float, bool, str or a tuple of ints")
 
 
 @dataclass(frozen=True)
