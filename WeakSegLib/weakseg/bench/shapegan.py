@@ -12,8 +12,12 @@ Rows:
   ``train_split``;
 * ``shape-gan-unpaired``: training on ``unpaired_train_split`` (000-099) with the masks of
   ``unpaired_split`` (100-149) as unpaired masks;
-* ``no-vae-discriminator``, ``no-dgcc``, ``plain-dice``: ``shape-gan`` with one part off
-  (their GAN may run fewer steps, ``ablation_gan_steps``; the table says so).
+* ``no-vae-discriminator``, ``no-dgcc``: ``shape-gan`` with one part of the GAN off (their
+  GAN may run fewer steps, ``ablation_gan_steps``; the table says so);
+* ``plain-dice``: ``shape-gan`` with plain Dice. After a ``shape-gan`` row it keeps that
+  row's GAN and pseudo labels and redoes only the segmenter stage (same seeded start and
+  batch order, :func:`~weakseg.methods.shape_gan_training.retrain_segmenter`), so the two
+  rows differ by the loss alone.
 
 Scores per test image: Dice of the structure, HD95 in mm and the absolute error of the
 head circumference (ellipse fit, :mod:`weakseg.head_circumference`) against the CSV's
@@ -46,6 +50,7 @@ from weakseg.unpaired_masks import list_mask_files
 ROWS = ("supervised", "shape-gan", "shape-gan-unpaired", "no-vae-discriminator", "no-dgcc", "plain-dice")
 ABLATIONS = {"no-vae-discriminator": {"plain_discriminator": True}, "no-dgcc": {"no_dgcc": True},
              "plain-dice": {"plain_dice": True}}
+GAN_ABLATIONS = ("no-vae-discriminator", "no-dgcc")
 
 
 @dataclass
@@ -89,33 +94,39 @@ def _reference_table(data_dir: str) -> dict[str, dict[str, float]]:
                 for row in csv.DictReader(handle)}
 
 
-def _train_row(row: str, options: ShapeGanBenchOptions, device, progress: Progress):
+def _train_row(row: str, options: ShapeGanBenchOptions, device, progress: Progress) -> tuple:
+    """The row's trained model and the steps its GAN ran (0: no GAN)."""
     from weakseg.engine import pick_device
-    from weakseg.methods.shape_gan_training import load_model, train_supervised
+    from weakseg.methods.shape_gan_model import load_model
+    from weakseg.methods.shape_gan_training import retrain_segmenter, train_supervised
 
     spec = method_named("shape-gan")
     changes = {**options.settings, "seed": options.seed, **ABLATIONS.get(row, {})}
-    if row in ABLATIONS and options.ablation_gan_steps:
+    if row in GAN_ABLATIONS and options.ablation_gan_steps:
         changes["gan_steps"] = options.ablation_gan_steps
     if row != "shape-gan-unpaired":
         changes["shape_model"] = options.shape_model
     settings = spec.make_settings(**changes)
     settings.check()
     if row == "supervised":
-        return train_supervised(options.data_dir, options.train_split, settings, pick_device(device), progress)
+        return train_supervised(options.data_dir, options.train_split, settings, pick_device(device), progress), 0
     path = Path(options.out) / "models" / f"{row}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
+    main_model = Path(options.out) / "models" / "shape-gan.pt"
+    if row == "plain-dice" and "shape-gan" in options.rows[: options.rows.index(row)]:
+        retrain_segmenter(str(main_model), str(path), options.data_dir, settings, pick_device(device), progress)
+        return load_model(str(path), pick_device(device)), settings.gan_steps
     unpaired = list_mask_files(options.data_dir, options.unpaired_split) if row == "shape-gan-unpaired" else None
     spec.function("train")(TrainingRequest(
         data_dir=options.data_dir, out_path=str(path), settings=settings, class_names=None,
         device=pick_device(device), progress=progress, unpaired_masks=unpaired,
         split=options.unpaired_train_split if row == "shape-gan-unpaired" else options.train_split))
-    return load_model(str(path), pick_device(device))
+    return load_model(str(path), pick_device(device)), settings.gan_steps
 
 
 def run_shapegan_bench(options: ShapeGanBenchOptions, progress: Progress = SILENT) -> ShapeGanBenchResult:
     """Train every row, score it on the test split; returns the Markdown table."""
-    from weakseg.methods.shape_gan_training import predict_image
+    from weakseg.methods.shape_gan_model import predict_image
 
     check_options(options)
     out = Path(options.out)
@@ -129,7 +140,7 @@ def run_shapegan_bench(options: ShapeGanBenchOptions, progress: Progress = SILEN
     for index, row in enumerate(options.rows):
         part = progress.part(index / len(options.rows), (index + 1) / len(options.rows))
         started = time.perf_counter()
-        model = _train_row(row, options, options.device, part.part(0, 0.9))
+        model, gan_steps = _train_row(row, options, options.device, part.part(0, 0.9))
         training_seconds = time.perf_counter() - started
         scores = []
         for number, case in enumerate(tests):
@@ -143,8 +154,9 @@ def run_shapegan_bench(options: ShapeGanBenchOptions, progress: Progress = SILEN
             scores.append(score)
             if number < options.overlays:
                 write_overlay(out, case.name, row, image.array, truth, prediction)
-        summary.append({"row": row, "dice": float(np.mean([item["dice"] for item in scores])),
-                        "hd95_mm": float(np.nanmean([item["hd95_mm"] for item in scores])),
+        summary.append({"row": row, "gan_steps": gan_steps, "dice": float(np.mean([item["dice"] for item in scores])),
+                        "hd95_mm": _mean_defined([item["hd95_mm"] for item in scores]),
+                        "empty": sum(item["hd95_mm"] != item["hd95_mm"] for item in scores),
                         "hc_error_mm": float(np.mean([item["hc_error_mm"] for item in scores])),
                         "training_s": training_seconds})
         part.report(1.0, f"{row}: Dice {summary[-1]['dice']:.3f}")
@@ -152,6 +164,12 @@ def run_shapegan_bench(options: ShapeGanBenchOptions, progress: Progress = SILEN
         write_csv(out / "summary.csv", [{key: (f"{value:.4f}" if isinstance(value, float) else value)
                                          for key, value in entry.items()} for entry in summary])
     return ShapeGanBenchResult(_table(summary, len(tests), options), summary)
+
+
+def _mean_defined(values: list[float]) -> float:
+    """Mean of the values that are not NaN (HD95 of an empty prediction is undefined); NaN when none is."""
+    defined = [value for value in values if value == value]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def _score(prediction: np.ndarray, truth: np.ndarray, pixel: float) -> dict[str, float]:
@@ -166,9 +184,10 @@ def _score(prediction: np.ndarray, truth: np.ndarray, pixel: float) -> dict[str,
 
 
 def _table(summary: list[dict], count: int, options: ShapeGanBenchOptions) -> str:
-    lines = [f"{count} test images ({options.test_split})", "| row | Dice | HD95 (mm) | HC abs. error (mm) | training s |",
-             "|---|---|---|---|---|"]
+    header = ["row", "GAN steps", "Dice", "HD95 (mm)", "HC abs. error (mm)", "empty predictions", "training s"]
+    lines = [f"{count} test images ({options.test_split})", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in summary:
-        lines.append(f"| {entry['row']} | {entry['dice']:.3f} | {entry['hd95_mm']:.2f} | {entry['hc_error_mm']:.2f} | "
-                     f"{entry['training_s']:.0f} |")
+        values = [entry["row"], str(entry["gan_steps"]), f"{entry['dice']:.3f}", f"{entry['hd95_mm']:.2f}",
+                  f"{entry['hc_error_mm']:.2f}", str(entry["empty"]), f"{entry['training_s']:.0f}"]
+        lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)

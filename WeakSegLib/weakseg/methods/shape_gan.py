@@ -90,7 +90,7 @@ SPEC = MethodSpec(
     usage=TRAINED,
     settings=ShapeGanSettings,
     train="weakseg.methods.shape_gan_training:train",
-    load="weakseg.methods.shape_gan_training:load_model",
-    predict="weakseg.methods.shape_gan_training:predict_image",
+    load="weakseg.methods.shape_gan_model:load_model",
+    predict="weakseg.methods.shape_gan_model:predict_image",
     model_kind=MODEL_KIND,
 )

@@ -8,7 +8,6 @@ stage, with the random state, so ``--resume`` continues an interrupted run exact
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -21,11 +20,12 @@ from weakseg.data import augment
 from weakseg.engine import (check_resume, load_checkpoint, load_model_checkpoint, restore_random_state, run_training,
                             save_checkpoint)
 from weakseg.errors import WeakSegInputError
-from weakseg.inference import flip_averaged_softmax, to_image_grid
-from weakseg.io import LoadedImage, read_image
+from weakseg.inference import flip_averaged_softmax
+from weakseg.io import read_image
 from weakseg.methods.shape_gan import MODEL_KIND, ShapeGanSettings
 from weakseg.methods.shape_gan_cycle import CycleGame, ShapeGanNetworks
 from weakseg.methods.shape_gan_data import AuxiliaryMasks, Grid, grid_for, image_slices, mask_slices
+from weakseg.methods.shape_gan_model import ShapeGanModel, clean_masks
 from weakseg.methods.spec import TrainingRequest
 from weakseg.models.unet import UNet2D
 from weakseg.noisy_labels import agreement_weights, confidence_weights, noise_weighted_dice_loss
@@ -34,32 +34,9 @@ from weakseg.progress import SILENT, Progress
 CHECKPOINT_EVERY = 100
 GAN_SHARE = 0.6  # of the progress bar
 DEFAULT_CLASSES = ["background", "foreground"]
-
-
-@dataclass
-class ShapeGanModel:
-    """A trained segmenter with what prediction needs."""
-
-    segmenter: UNet2D
-    grid: Grid
-    class_names: list[str]
-    device: torch.device
-
-
-def clean_masks(foreground: np.ndarray) -> np.ndarray:
-    """Per slice of bool ``(N, H, W)``: the largest connected component with its holes filled."""
-    from scipy.ndimage import binary_fill_holes
-    from skimage.measure import label as connected_components
-
-    result = np.zeros_like(foreground, dtype=bool)
-    for index, mask in enumerate(foreground):
-        if not mask.any():
-            continue
-        components = connected_components(mask, connectivity=2)
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
-        result[index] = binary_fill_holes(components == sizes.argmax())
-    return result
+# The settings of the GAN stage: a redone segmenter stage (:func:`retrain_segmenter`) keeps them.
+GAN_SETTINGS = ("shape_model", "image_size", "channels", "gan_steps", "gan_learning_rate", "batch_size",
+                "plain_discriminator", "no_dgcc", "seed")
 
 
 def fit_segmenter(segmenter: UNet2D, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
@@ -94,6 +71,74 @@ def generator_masks(networks: ShapeGanNetworks, images: torch.Tensor, dgcc: bool
                       for start in range(0, len(images), 16)])
 
 
+def _training_images(data_dir: str, split: str | None, names: list[str] | None = None):
+    """The cases, loaded images and the first image's grid of a run (``names``: exactly these cases)."""
+    cases = list_cases(data_dir, split, require_scribbles=False)
+    if names is not None:
+        cases = [case for case in cases if case.name in set(names)]
+        if len(cases) != len(names):
+            raise WeakSegInputError(f"{data_dir}: does not hold every training image of the model ({len(names)})")
+    loaded = [read_image(case.image_path) for case in cases]
+    in_channels = loaded[0].array.shape[0]
+    for image in loaded:
+        if image.array.shape[0] != in_channels:
+            raise WeakSegInputError(f"{image.path}: {image.array.shape[0]} channel(s), but {loaded[0].path} has "
+                                    f"{in_channels}; every training image needs the same channels")
+    return cases, loaded
+
+
+class _Run:
+    """One model file being written: the networks, where the run stands, what it saves."""
+
+    def __init__(self, out_path: str, settings: ShapeGanSettings, metadata: dict, images: torch.Tensor,
+                 grid: Grid, device: torch.device) -> None:
+        in_channels = images.shape[1]
+        torch.manual_seed(settings.seed)
+        self.networks = ShapeGanNetworks(in_channels, settings.channels, grid, not settings.plain_discriminator)
+        self.segmenter = UNet2D(in_channels, 2, settings.segmenter_channels)
+        self.container = nn.ModuleDict({"networks": self.networks, "segmenter": self.segmenter}).to(device)
+        self.out_path, self.settings, self.metadata, self.images, self.device = out_path, settings, metadata, images, device
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.state = {"stage": "gan", "round": 0, "step": 0}
+        self.extra: dict = {}
+        self.game: CycleGame | None = None
+
+    def save(self, optimizer, step: int) -> None:
+        self.state["step"] = step
+        extra = {**self.extra, "game": self.game.state()} if self.state["stage"] == "gan" else self.extra
+        save_checkpoint(self.out_path, self.container, optimizer, step, {**self.metadata, "state": dict(self.state)},
+                        extra, self.generator)
+
+    def start_rounds(self) -> None:
+        """Enter the segmenter stage from a fresh, seeded segmenter and batch order, so that runs that differ
+        only in the segmenter stage (``--plain-dice``) compare like with like."""
+        seed = self.settings.seed + 1
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        fresh = UNet2D(self.images.shape[1], 2, self.settings.segmenter_channels)
+        self.segmenter.load_state_dict(fresh.state_dict())
+        self.state.update(stage="rounds", round=0, step=0)
+        self.save(None, 0)
+
+    def run_rounds(self, progress: Progress, resumed_optimizer: dict | None = None) -> None:
+        """The segmenter rounds from where the run stands to the end."""
+        settings, pseudo_labels = self.settings, self.extra["pseudo_labels"].long()
+        while self.state["stage"] == "rounds":
+            index = self.state["round"]
+            optimizer = torch.optim.Adam(self.segmenter.parameters(), lr=settings.learning_rate)
+            if self.state["step"] and resumed_optimizer is not None:
+                optimizer.load_state_dict(resumed_optimizer)
+            else:
+                self.extra["weights"] = noise_weights(settings, index, self.extra, self.segmenter, self.images,
+                                                      pseudo_labels, self.device).half()
+            fit_segmenter(self.segmenter, self.images, pseudo_labels, self.extra["weights"].float(), settings,
+                          self.device, self.generator, optimizer,
+                          progress.part(index / settings.rounds, (index + 1) / settings.rounds), self.state["step"],
+                          lambda step: self.save(optimizer, step))
+            self.state.update(round=index + 1, stage="done" if index + 1 == settings.rounds else "rounds")
+            self.save(None, 0)
+
+
 def train(request: TrainingRequest) -> None:
     """``weakseg train DATA --method shape-gan (--shape-model ellipse | --unpaired-split S) --out MODEL``."""
     settings: ShapeGanSettings = request.settings
@@ -102,72 +147,65 @@ def train(request: TrainingRequest) -> None:
         raise WeakSegInputError(f"--classes {','.join(class_names)}: method shape-gan segments one structure; "
                                 "give background and one class")
     device, progress = request.device, request.progress
-    cases = list_cases(request.data_dir, request.split, require_scribbles=False)
-    loaded = [read_image(case.image_path) for case in cases]
+    cases, loaded = _training_images(request.data_dir, request.split)
     grid = grid_for(loaded[0], settings.image_size)
-    in_channels = loaded[0].array.shape[0]
-    for image in loaded:
-        if image.array.shape[0] != in_channels:
-            raise WeakSegInputError(f"{image.path}: {image.array.shape[0]} channel(s), but {loaded[0].path} has "
-                                    f"{in_channels}; every training image needs the same channels")
     images = torch.cat([image_slices(image, grid) for image in loaded])
     unpaired = (mask_slices(request.unpaired_masks, grid, [case.name for case in cases])
                 if request.unpaired_masks else None)
     auxiliary = AuxiliaryMasks(settings.shape_model, unpaired, grid)
-
-    torch.manual_seed(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
-    networks = ShapeGanNetworks(in_channels, settings.channels, grid, not settings.plain_discriminator).to(device)
-    segmenter = UNet2D(in_channels, 2, settings.segmenter_channels).to(device)
-    container = nn.ModuleDict({"networks": networks, "segmenter": segmenter})
-    game = CycleGame(networks, images, auxiliary, not settings.no_dgcc, settings.batch_size,
-                     settings.gan_learning_rate, device, generator)
     metadata = {"method": MODEL_KIND, "class_names": class_names, "config": settings.as_dict(),
-                "grid": [grid.height, grid.width, grid.pixel_aspect], "in_channels": in_channels,
+                "grid": [grid.height, grid.width, grid.pixel_aspect], "in_channels": images.shape[1],
                 "training_cases": [case.name for case in cases]}
-    state = {"stage": "gan", "round": 0, "step": 0}
-    extra: dict = {}
+    run = _Run(request.out_path, settings, metadata, images, grid, device)
+    run.game = CycleGame(run.networks, images, auxiliary, not settings.no_dgcc, settings.batch_size,
+                         settings.gan_learning_rate, device, run.generator)
     resumed_optimizer = None
     if request.resume:
         payload = load_checkpoint(request.out_path, device)
         check_resume(payload, request.out_path, MODEL_KIND, class_names, settings.as_dict())
-        container.load_state_dict(payload["model"])
-        extra = payload["extra"]
-        state = dict(payload["metadata"]["state"])
-        restore_random_state(payload, generator)
-        if state["stage"] == "gan":
-            game.load_state(extra["game"], payload["optimizer"])
+        run.container.load_state_dict(payload["model"])
+        run.extra = payload["extra"]
+        run.state = dict(payload["metadata"]["state"])
+        restore_random_state(payload, run.generator)
+        if run.state["stage"] == "gan":
+            run.game.load_state(run.extra.pop("game"), payload["optimizer"])
         resumed_optimizer = payload["optimizer"]
-
-    def save(optimizer, step: int) -> None:
-        state["step"] = step
-        save_checkpoint(request.out_path, container, optimizer, step, {**metadata, "state": dict(state)},
-                        {**extra, "game": game.state()} if state["stage"] == "gan" else extra, generator)
-
-    if state["stage"] == "gan":
-        run_training(networks, game.optimizer, game.compute_loss, settings.gan_steps, settings.gan_learning_rate,
-                     progress.part(0, GAN_SHARE), state["step"], lambda step: save(game.optimizer, step),
-                     CHECKPOINT_EVERY)
-        foreground = generator_masks(networks, images, not settings.no_dgcc, device)
-        extra = {"pseudo_labels": torch.from_numpy(clean_masks(foreground.numpy() > 0.5)).to(torch.uint8),
-                 "generator_foreground": foreground.half()}
-        state.update(stage="rounds", round=0)
+    if run.state["stage"] == "gan":
+        run_training(run.networks, run.game.optimizer, run.game.compute_loss, settings.gan_steps,
+                     settings.gan_learning_rate, progress.part(0, GAN_SHARE), run.state["step"],
+                     lambda step: run.save(run.game.optimizer, step), CHECKPOINT_EVERY)
+        foreground = generator_masks(run.networks, images, not settings.no_dgcc, device)
+        run.extra = {"pseudo_labels": torch.from_numpy(clean_masks(foreground.numpy() > 0.5)).to(torch.uint8),
+                     "generator_foreground": foreground.half()}
+        run.start_rounds()
         resumed_optimizer = None
-        save(None, 0)
-    pseudo_labels = extra["pseudo_labels"].long()
-    rounds = progress.part(GAN_SHARE, 1.0)
-    while state["stage"] == "rounds":
-        index = state["round"]
-        optimizer = torch.optim.Adam(segmenter.parameters(), lr=settings.learning_rate)
-        if state["step"] and resumed_optimizer is not None:
-            optimizer.load_state_dict(resumed_optimizer)
-        else:
-            extra["weights"] = noise_weights(settings, index, extra, segmenter, images, pseudo_labels, device).half()
-        fit_segmenter(segmenter, images, pseudo_labels, extra["weights"].float(), settings, device, generator,
-                      optimizer, rounds.part(index / settings.rounds, (index + 1) / settings.rounds), state["step"],
-                      lambda step: save(optimizer, step))
-        state.update(round=index + 1, stage="done" if index + 1 == settings.rounds else "rounds")
-        save(None, 0)
+    run.run_rounds(progress.part(GAN_SHARE, 1.0), resumed_optimizer)
+
+
+def retrain_segmenter(source_path: str, out_path: str, data_dir: str, settings: ShapeGanSettings,
+                      device: torch.device, progress: Progress = SILENT) -> None:
+    """A new model file: the finished shape-gan run ``source_path`` with its segmenter stage redone under ``settings``.
+
+    The GAN and its pseudo labels are kept; only the segmenter settings (rounds, steps,
+    learning rate, ``plain_dice``) may differ. The segmenter starts from the same seeded
+    weights and batch order as in the source run, so the two differ only by those settings.
+
+    Raises:
+        WeakSegInputError: not a finished shape-gan model, or GAN settings that differ.
+    """
+    payload, metadata = load_model_checkpoint(source_path, device, MODEL_KIND, "shape-gan")
+    if (metadata.get("state") or {}).get("stage") != "done":
+        raise WeakSegInputError(f"{source_path}: the shape-gan training did not finish")
+    check_resume(payload, source_path, MODEL_KIND, list(metadata["class_names"]), settings.as_dict(), kept=GAN_SETTINGS)
+    cases, loaded = _training_images(data_dir, None, list(metadata["training_cases"]))
+    height, width, aspect = metadata["grid"]
+    grid = Grid(int(height), int(width), float(aspect))
+    images = torch.cat([image_slices(image, grid) for image in loaded])
+    run = _Run(out_path, settings, {**metadata, "config": settings.as_dict()}, images, grid, device)
+    run.container.load_state_dict(payload["model"])
+    run.extra = {key: payload["extra"][key] for key in ("pseudo_labels", "generator_foreground")}
+    run.start_rounds()
+    run.run_rounds(progress)
 
 
 def noise_weights(settings: ShapeGanSettings, round_index: int, extra: dict, segmenter: UNet2D, images: torch.Tensor,
@@ -180,41 +218,6 @@ def noise_weights(settings: ShapeGanSettings, round_index: int, extra: dict, seg
         return confidence_weights(extra["generator_foreground"].float())
     return agreement_weights(flip_averaged_softmax(segmenter, images, device)[:, 1], pseudo_labels)
 
-
-def load_model(path: str, device: torch.device, payload: dict | None = None) -> ShapeGanModel:
-    """The segmenter of a ``shape-gan`` model file (see :func:`weakseg.apply.load_model`).
-
-    Raises:
-        WeakSegInputError: not a shape-gan model, or a run that has not finished.
-    """
-    payload, metadata = load_model_checkpoint(path, device, MODEL_KIND, "shape-gan", payload)
-    if (metadata.get("state") or {}).get("stage") != "done":
-        raise WeakSegInputError(f"{path}: the shape-gan training did not finish; continue it with weakseg train "
-                                "... --resume")
-    settings = ShapeGanSettings.from_dict(metadata["config"])
-    segmenter = UNet2D(int(metadata["in_channels"]), 2, settings.segmenter_channels)
-    prefix = "segmenter."
-    segmenter.load_state_dict({key[len(prefix):]: value for key, value in payload["model"].items()
-                               if key.startswith(prefix)})
-    height, width, aspect = metadata["grid"]
-    return ShapeGanModel(segmenter.to(device).eval(), Grid(int(height), int(width), float(aspect)),
-                         list(metadata["class_names"]), device)
-
-
-def predict_image(model: ShapeGanModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(Z, Y, X)`` uint8 and probabilities ``(2, Z, Y, X)`` of ``image``, slice by slice.
-
-    Flip-averaged softmax on the grid, resized back to the image; per slice the largest
-    component, holes filled (one structure, in one piece).
-    """
-    from weakseg.inference import check_channels
-
-    check_channels(model.segmenter.config["in_channels"], image.array.shape[0], image.path)
-    slices = image_slices(image, model.grid)
-    probabilities = to_image_grid(flip_averaged_softmax(model.segmenter, slices, model.device), image.shape_zyx[1:], 1e-6)
-    progress.report(1.0, "predicted")
-    labels = clean_masks(probabilities[1] > 0.5).astype(np.uint8)
-    return labels, probabilities
 
 
 def train_supervised(data_dir: str, split: str | None, settings: ShapeGanSettings, device: torch.device,
