@@ -123,4 +123,4 @@ def test_help_shows_each_methods_true_default(capsys):
     maag = next(spec for spec in METHODS if spec.name == "maag")
     assert maag.make_settings().adversarial_weight == 1.0
     assert "supervised term (default maag: 1; transfer: 0.01)" in text
-    assert "(default cohort, imagelabel, transfer: 0.002; pce, maag: 0.001)" in text
+    assert "(default cohort, imagelabel, transfer, shape-gan: 0.002; pce, maag: 0.001)" in text

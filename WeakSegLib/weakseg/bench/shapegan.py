@@ -41,11 +41,9 @@ from weakseg.errors import WeakSegInputError
 from weakseg.head_circumference import PIXEL_SIZE_CSV, head_circumference_mm
 from weakseg.io import read_image
 from weakseg.methods.registry import method_named
-from weakseg.methods.shape_gan_data import binary_mask
 from weakseg.methods.spec import TrainingRequest
 from weakseg.metrics import evaluate_labelmaps
 from weakseg.progress import SILENT, Progress
-from weakseg.unpaired_masks import list_mask_files
 
 ROWS = ("supervised", "shape-gan", "shape-gan-unpaired", "no-vae-discriminator", "no-dgcc", "plain-dice")
 ABLATIONS = {"no-vae-discriminator": {"plain_discriminator": True}, "no-dgcc": {"no_dgcc": True},
@@ -99,6 +97,7 @@ def _train_row(row: str, options: ShapeGanBenchOptions, device, progress: Progre
     from weakseg.engine import pick_device
     from weakseg.methods.shape_gan_model import load_model
     from weakseg.methods.shape_gan_training import retrain_segmenter, train_supervised
+    from weakseg.unpaired_masks import list_mask_files
 
     spec = method_named("shape-gan")
     changes = {**options.settings, "seed": options.seed, **ABLATIONS.get(row, {})}
@@ -126,6 +125,7 @@ def _train_row(row: str, options: ShapeGanBenchOptions, device, progress: Progre
 
 def run_shapegan_bench(options: ShapeGanBenchOptions, progress: Progress = SILENT) -> ShapeGanBenchResult:
     """Train every row, score it on the test split; returns the Markdown table."""
+    from weakseg.methods.shape_gan_data import binary_mask
     from weakseg.methods.shape_gan_model import predict_image
 
     check_options(options)

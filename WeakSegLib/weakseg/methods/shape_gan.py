@@ -45,6 +45,10 @@ class ShapeGanSettings(StoredSettings):
         gan_steps: steps of the CycleGAN game.
         gan_learning_rate: Adam learning rate of generators and critics (CycleGAN's 2e-4,
             raised for short runs).
+        shape_weight: the mask critic's term in the generators' loss. CycleGAN weighs its
+            adversarial terms 1 against cycle terms of 10 over ~10^5 steps; in a run of a few
+            hundred steps the cycle terms then win and the image-to-mask generator learns to
+            hide a grey copy of the image in its mask instead of drawing a shape.
         rounds, round_steps: segmenter rounds and steps per round.
         batch_size: slices per step.
         learning_rate: the segmenter's Adam learning rate (polynomial decay per round).
@@ -62,6 +66,8 @@ class ShapeGanSettings(StoredSettings):
     segmenter_channels: tuple[int, ...] = (8, 16, 32, 64, 128)
     gan_steps: int = setting(1500, "--gan-steps", "steps of the image<->mask CycleGAN", 1, 10_000_000)
     gan_learning_rate: float = 5e-4
+    shape_weight: float = setting(10.0, "--shape-weight", "shape-gan: weight of the mask critic's term against the "
+                                  "cycle terms (weight 10 each)", 0.0, 1000.0)
     rounds: int = setting(3, "--rounds", "segmenter rounds (noise weights re-estimated after each)", 1, 100)
     round_steps: int = setting(250, "--steps", "segmenter training steps per round", 1, 10_000_000)
     batch_size: int = setting(8, "--batch-size", "slices per training step", 1, 4096)

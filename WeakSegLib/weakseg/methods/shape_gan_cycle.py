@@ -5,7 +5,7 @@ Two generators: ``to_mask`` (image -> mask, the pseudo-label maker) and ``to_ima
 (a VAE, :class:`~weakseg.models.shape_gan_nets.VaeMaskCritic`, or the plain critic for
 ablation), one of images. The generators' loss per step::
 
-    adversarial(to_mask(x)) + adversarial(to_image(m))
+    shape_weight * adversarial(to_mask(x)) + adversarial(to_image(m))
       + cycle_weight * (|to_image(to_mask(x)) - x|_1 + |to_mask(to_image(m)) - m|_1)
 
 for training images ``x`` and auxiliary masks ``m`` (cycle weight 10 as in CycleGAN).
@@ -21,6 +21,8 @@ lowers its masks' energy. The plain critic and the image critic are least-square
 (LSGAN). Critics learn from a pool of the last generated samples (Shrivastava et al.
 2017, as CycleGAN does), so each critic step happens before the generators' graph is
 built and the shared training loop (:func:`weakseg.engine.run_training`) runs the game.
+Before the first step the mask critic learns the auxiliary masks alone for
+:data:`CRITIC_WARMUP_STEPS` steps.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from weakseg.models.unet import UNet2D
 POOL_SIZE = 50
 ENERGY_MARGIN = 0.5
 CYCLE_WEIGHT = 10.0
+CRITIC_WARMUP_STEPS = 200
 
 
 class ShapeGanNetworks(nn.Module):
@@ -94,11 +97,14 @@ class CycleGame:
         images: ``(N, C, H, W)`` training slices.
         auxiliary: the real masks' source.
         dgcc: calibrate ``to_mask`` with the critic's judgement.
+        shape_weight: weight of the mask critic's term in the generators' loss.
     """
 
     def __init__(self, networks: ShapeGanNetworks, images: torch.Tensor, auxiliary: AuxiliaryMasks, dgcc: bool,
-                 batch_size: int, learning_rate: float, device: torch.device, generator: torch.Generator) -> None:
+                 batch_size: int, learning_rate: float, device: torch.device, generator: torch.Generator,
+                 shape_weight: float = 1.0) -> None:
         self.networks = networks
+        self.shape_weight = shape_weight
         self.images = images
         self.auxiliary = auxiliary
         self.dgcc = dgcc
@@ -133,18 +139,39 @@ class CycleGame:
         loss.backward()
         self.image_critic_optimizer.step()
 
+    def _warm_up_mask_critic(self) -> None:
+        """Fit the mask critic to the auxiliary masks alone before the game, so that the generator's first
+        masks already meet a critic that knows the shape manifold."""
+        for _ in range(CRITIC_WARMUP_STEPS):
+            masks = self.auxiliary.draw(self.batch_size, self.generator).to(self.device)
+            if self.networks.vae_critic:
+                loss = self.networks.mask_critic.energy(masks).mean()
+            else:
+                loss = (self.networks.mask_critic.score(masks) - 1).pow(2).mean()
+            self.mask_critic_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.mask_critic_optimizer.step()
+
     def compute_loss(self, step: int) -> torch.Tensor:
-        """One step: the critics learn from the pools, then the generators' loss (for the engine's loop)."""
+        """One step: the critics learn from the pools, then the generators' loss (for the engine's loop).
+
+        The image round trip renders the generator's mask thresholded at 0.5 (gradients pass
+        straight through): a soft mask could hide a copy of the image in its grey levels
+        and satisfy the round trip without segmenting anything.
+        """
         networks = self.networks
+        if step == 0:
+            self._warm_up_mask_critic()
         images, masks = self._batch()
         self._critic_steps(images, masks)
         critics = (networks.mask_critic, networks.image_critic)
         for critic in critics:
             critic.requires_grad_(False)
         predicted = networks.masks(images, self.dgcc)
+        binary = predicted + ((predicted > 0.5).float() - predicted).detach()
         rendered = networks.to_image(masks)
-        loss = (networks.mask_fakeness(predicted) + (networks.image_critic(rendered) - 1).pow(2).mean()
-                + CYCLE_WEIGHT * ((networks.to_image(predicted) - images).abs().mean()
+        loss = (self.shape_weight * networks.mask_fakeness(predicted) + (networks.image_critic(rendered) - 1).pow(2).mean()
+                + CYCLE_WEIGHT * ((networks.to_image(binary) - images).abs().mean()
                                   + (networks.masks(rendered, self.dgcc) - masks).abs().mean()))
         for critic in critics:
             critic.requires_grad_(True)

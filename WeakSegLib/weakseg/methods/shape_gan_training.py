@@ -35,7 +35,7 @@ CHECKPOINT_EVERY = 100
 GAN_SHARE = 0.6  # of the progress bar
 DEFAULT_CLASSES = ["background", "foreground"]
 # The settings of the GAN stage: a redone segmenter stage (:func:`retrain_segmenter`) keeps them.
-GAN_SETTINGS = ("shape_model", "image_size", "channels", "gan_steps", "gan_learning_rate", "batch_size",
+GAN_SETTINGS = ("shape_model", "image_size", "channels", "gan_steps", "gan_learning_rate", "shape_weight", "batch_size",
                 "plain_discriminator", "no_dgcc", "seed")
 
 
@@ -158,7 +158,7 @@ def train(request: TrainingRequest) -> None:
                 "training_cases": [case.name for case in cases]}
     run = _Run(request.out_path, settings, metadata, images, grid, device)
     run.game = CycleGame(run.networks, images, auxiliary, not settings.no_dgcc, settings.batch_size,
-                         settings.gan_learning_rate, device, run.generator)
+                         settings.gan_learning_rate, device, run.generator, settings.shape_weight)
     resumed_optimizer = None
     if request.resume:
         payload = load_checkpoint(request.out_path, device)
