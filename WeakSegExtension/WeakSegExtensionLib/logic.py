@@ -45,6 +45,7 @@ except ImportError:  # slicer-core without the application (tests, scripts): no 
 
 IMAGE_LABELS = "image-labels"
 SOURCE_MASKS = "source-masks"
+SHAPE_MODEL = "shape-model"
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -411,7 +412,8 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         return [cohort_labels.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
 
     def startTraining(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
-                      resume: bool = False, extraArguments: Sequence[str] = (), method: str = "cohort") -> WeakSegJob:
+                      resume: bool = False, extraArguments: Sequence[str] = (), method: str = "cohort",
+                      shapeModel: str = "") -> WeakSegJob:
         """Write the cohort to a training folder and start ``weakseg train``; the job's result is the model path.
 
         ``method`` is one of the library's trained methods (:meth:`methodNames`); for a method that
@@ -420,20 +422,31 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         that learns from image-level labels (``imagelabel``) trains on the labels of the volumes
         that have one (``weakseg train --method imagelabel --image-labels CSV``); a method that learns
         from a source cohort (``transfer``) takes the masks of the volumes marked as source
-        (:meth:`setSourceVolume`) and the image labels and scribbles of the others (``--source FOLDER``).
+        (:meth:`setSourceVolume`) and the image labels and scribbles of the others (``--source FOLDER``);
+        a method that learns from a shape model (``shape-gan``) trains on the images of the volumes
+        without a full mask and takes its shapes from ``shapeModel`` (e.g. ``ellipse``, 2D per slice)
+        or, without one, from the full masks of the other volumes (:func:`cohort_labels.splitForShapeGan`).
         """
         spec = self.method(method, TRAINED_USAGE)
         fromImageLabels = IMAGE_LABELS in spec["learns_from"]
         fromSource = SOURCE_MASKS in spec["learns_from"]
+        fromShapes = SHAPE_MODEL in spec["learns_from"]
+        if shapeModel and not fromShapes:
+            raise WeakSegInputError(f"training method {spec['name']!r} does not take a shape model")
         rows = self.cohortRows(volumeNodes)
         cohort_labels.checkOneClassSet(rows)
-        classNames = mrml_bridge.checkClassNames(classNames or cohort_labels.cohortClassNames(rows), "cohort classes")
+        found = cohort_labels.cohortClassNames(rows)
+        if fromShapes and len(found) == 1:
+            found.append("foreground")  # a shape model names no class; the library's default name
+        classNames = mrml_bridge.checkClassNames(classNames or found, "cohort classes")
         modelPath = Path(modelPath)
         if not modelPath.parent.is_dir():
             raise WeakSegInputError(f"{modelPath}: its folder does not exist")
         maskRows, sourceRows = [], []
         if fromSource:
             sourceRows, rows = cohort_labels.splitForTransfer(rows)
+        elif fromShapes:
+            rows, maskRows = cohort_labels.splitForShapeGan(rows, shapeModel)
         elif spec["needs_unpaired_masks"]:
             rows, maskRows = cohort_labels.splitForShapePrior(rows)
         if fromImageLabels:
@@ -441,8 +454,11 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             if not rows:
                 raise WeakSegInputError("training from image-level labels, but no volume of the cohort has one")
         work = self._workDirectory("train")
-        cases = cohort_labels.writeTrainingFolder(rows, work / "data", classNames)
-        methodArguments = ["--method", spec["name"]]
+        if fromShapes:
+            cases = cohort_labels.writeImageFolder(rows, work / "data")
+        else:
+            cases = cohort_labels.writeTrainingFolder(rows, work / "data", classNames)
+        methodArguments = ["--method", spec["name"]] + (["--shape-model", shapeModel] if shapeModel else [])
         if fromImageLabels:
             methodArguments += ["--image-labels", str(work / "data" / cohort_labels.IMAGE_LABELS_FILE)]
         if sourceRows:
@@ -464,9 +480,10 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
     def trainCohort(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
                     resume: bool = False, progressCallback: ProgressCallback | None = None,
-                    extraArguments: Sequence[str] = (), method: str = "cohort") -> str:
+                    extraArguments: Sequence[str] = (), method: str = "cohort", shapeModel: str = "") -> str:
         """Train a cohort model on the labels of ``volumeNodes``; blocks and returns the model path."""
-        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments, method).wait(progressCallback)
+        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments, method,
+                                  shapeModel).wait(progressCallback)
 
     def startApplyModel(self, modelPath: str | os.PathLike, volumeNodes: Sequence,
                         extraArguments: Sequence[str] = ()) -> WeakSegJob:
