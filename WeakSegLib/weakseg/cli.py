@@ -283,6 +283,7 @@ def _add_shapegan_bench(kinds) -> None:
     shapegan.add_argument("--rounds", type=int, help="segmenter rounds (default: the method's own)")
     shapegan.add_argument("--image-size", type=int, help="network grid width (default: the method's own)")
     shapegan.add_argument("--channels", help="U-Net widths of the generators (default: the method's own)")
+    shapegan.add_argument("--batch-size", help="slices per training step (default: the method's own)")
     shapegan.add_argument("--out", default="bench-out", help="folder for the CSVs, the models and overlay PNGs")
     shapegan.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per row")
     _add_common(shapegan)

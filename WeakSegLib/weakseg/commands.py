@@ -300,7 +300,7 @@ def _shapegan_bench(arguments: argparse.Namespace, progress: Progress) -> str:
     spec = method_named("shape-gan")
     offered = {item.option: item for item in spec.option_fields()}
     settings = {}
-    for option in ("--gan-steps", "--steps", "--rounds", "--image-size", "--channels"):
+    for option in ("--gan-steps", "--steps", "--rounds", "--image-size", "--channels", "--batch-size"):
         value = getattr(arguments, option.lstrip("-").replace("-", "_"))
         if value is not None:
             settings[offered[option].name] = parse_option(offered[option], value)
