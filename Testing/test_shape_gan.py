@@ -270,3 +270,13 @@ def test_bench_writes_table_csv_and_overlays(tmp_path):
     with open(tmp_path / "out" / "cases.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 6
     assert (tmp_path / "out" / "overlay_006_shape-gan.png").is_file()
+
+
+def test_bench_refuses_unknown_rows_and_a_folder_without_pixel_sizes(tmp_path, capsys):
+    folder = _write_heads(tmp_path / "heads", 2)
+    assert main(["bench", "shapegan", str(folder), "--rows", "shape-gan,magic", "--out", str(tmp_path / "out"),
+                 "--progress", "none"]) == 2
+    assert "--rows: unknown row(s) ['magic']" in capsys.readouterr().err
+    (folder / "hc18_pixel_size.csv").unlink()
+    assert main(["bench", "shapegan", str(folder), "--out", str(tmp_path / "out"), "--progress", "none"]) == 2
+    assert "no hc18_pixel_size.csv" in capsys.readouterr().err
