@@ -8,8 +8,8 @@ disguise); both are checked here.
 
 A mask source is a folder. If it holds ``<case>_label.<ext>`` files (the cohort layout) or
 ``<case>_mask.<ext>`` files (the HC18 layout), those are the masks and a split spec
-(:func:`weakseg.cases.parse_split`) may pick cases; otherwise every labelmap file in it is a mask and the case is the file name without
-its suffix. A labelmap's codes are the class codes (0 = background); a ``.seg.nrrd`` is
+(:func:`weakseg.cases.parse_split`) may pick cases; otherwise every labelmap file in it is a
+mask and the case is the file name without its suffix. A labelmap's codes are the class codes (0 = background); a ``.seg.nrrd`` is
 matched to the classes by segment name.
 """
 
