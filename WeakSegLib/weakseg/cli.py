@@ -101,7 +101,7 @@ def _shown(value) -> str:
         return ",".join(str(item) for item in value)
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return str(value) if value != "" else "none"
 
 
 def _default_text(items: list) -> str:
