@@ -65,7 +65,7 @@ def test_an_option_of_another_method_is_refused_naming_who_takes_it(capsys, data
     message = refused(capsys, "train", data, "--out", tmp_path / "m.pt", "--mirror-excess", *TINY)
     assert "method cohort does not take it (taken by: imagelabel)" in message
     message = refused(capsys, "train", data, "--out", tmp_path / "m.pt", "--unpaired-split", "2", *TINY)
-    assert "does not take unpaired masks (taken by: maag)" in message
+    assert "does not take unpaired masks (taken by: maag, shape-gan)" in message
 
 
 @pytest.mark.parametrize("make_out, words", [

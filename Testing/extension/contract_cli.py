@@ -136,6 +136,7 @@ def train(arguments) -> None:
         "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
         "method": arguments.method if arguments.method != "cohort" or not arguments.image_labels else "imagelabel",
         "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
+        "shape_model": getattr(arguments, "shape_model", None),
         "resumed": arguments.resume,
         "source": sorted(path.name for path in Path(arguments.source).glob("*_label.nii.gz")) if arguments.source else [],
         "masks_split": arguments.masks_split,

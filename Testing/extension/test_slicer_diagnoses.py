@@ -95,10 +95,10 @@ def test_collaborative_command_line_parses_with_the_real_parser(logic, scene, tm
 
 
 def test_predictions_file_round_trip_and_bad_file(tmp_path, scene):
-    from weakseg.predictions import write_predictions
+    from weakseg.predictions import diagnosis_columns, write_predictions
 
     path = tmp_path / "predictions.csv"
-    write_predictions(path, [("case-1", "melanoma", {"common_nevus": 0.2, "melanoma": 0.8})])
+    write_predictions(path, [("case-1", diagnosis_columns("melanoma", {"common_nevus": 0.2, "melanoma": 0.8}))])
     assert diagnoses.readPredictions(path) == {"case-1": ("melanoma", {"common_nevus": 0.2, "melanoma": 0.8})}
     volume = addVolume(scene, phantom()[0], name="case 1")
     assert diagnoses.storePredictions(path, {"case-1": volume}) == [volume]

@@ -532,3 +532,34 @@ def test_real_command_line_second_segment_continues_from_the_first_network(realC
     assert len(list(Path(realLogic.warmStartDirectory).glob("*.pt"))) == 1
     masks = segmentMasks(output, volumeNode)
     assert dice(masks["LV"], truth == 1) > 0.7 and dice(masks["RV"], truth == 2) > 0.7
+
+
+def test_shape_gan_training_takes_a_shape_model_or_the_masks_of_other_volumes(logic, scene, tmp_path):
+    import json
+
+    image, truth = phantom()
+    plain = addVolume(scene, image, name="Plain case")
+    scribbled = addVolume(scene, image, name="Scribbled case")
+    masked = addVolume(scene, image, name="Masked case")
+    logic.setScribbleSegmentation(scribbled, addScribbles(scene, scribbled, name="scribbles"))
+    mask = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mask")
+    paintSegment(mask, masked, "LV", truth == 1)
+    logic.setMaskSegmentation(masked, mask)
+    shapeGan = next(entry for entry in logic.methodCatalog() if entry["name"] == "shape-gan")
+    assert "shape-model" in shapeGan["learns_from"] and not shapeGan["needs_unpaired_masks"]
+    assert "--shape-model" in [option["option"] for option in shapeGan["options"]]
+
+    model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "ellipse.pt", method="shape-gan",
+                                              classNames=["background", "head"], shapeModel="ellipse")).read_text())
+    assert model["method"] == "shape-gan" and model["shape_model"] == "ellipse"
+    assert model["cases"] == ["Plain-case", "Scribbled-case"]  # images only: no scribbles, no mask
+    assert model["scribbled"] == [] and model["masked"] == [] and model["unpaired"] == []
+
+    model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "unpaired.pt", method="shape-gan")).read_text())
+    assert model["cases"] == ["Plain-case", "Scribbled-case"] and model["shape_model"] is None
+    assert model["unpaired"] == ["unpaired-Masked-case_label.nii.gz"]
+
+    with pytest.raises(WeakSegInputError, match="needs a shape model"):
+        logic.trainCohort([plain], tmp_path / "none.pt", method="shape-gan")
+    with pytest.raises(WeakSegInputError, match="does not take a shape model"):
+        logic.trainCohort([scribbled], tmp_path / "cohort.pt", method="cohort", shapeModel="ellipse")

@@ -387,6 +387,35 @@ def splitForShapePrior(rows: Sequence[CohortRow]) -> tuple[list[CohortRow], list
     return training, unpaired
 
 
+def splitForShapeGan(rows: Sequence[CohortRow], shapeModel: str) -> tuple[list[CohortRow], list[CohortRow]]:
+    """The training method without masks of its images (shape-gan): who trains, whose masks are the shapes.
+
+    Volumes without a full mask train, from their images alone (scribbles and image labels
+    are not used); with a ``shapeModel`` (e.g. ``ellipse``) it gives the shapes and every
+    such volume trains, otherwise the full masks of the other volumes are the unpaired masks.
+    """
+    training = [replace(row, scribbleNode=None, imageLabel=None, sliceLabels=[]) for row in rows if row.maskNode is None]
+    unpaired = [] if shapeModel else [row for row in rows if row.maskNode is not None]
+    if not training:
+        raise WeakSegInputError("method shape-gan trains on volumes without a full mask, but every volume has one")
+    if not shapeModel and not unpaired:
+        raise WeakSegInputError("method shape-gan needs a shape model (e.g. 'ellipse') or full masks of other volumes")
+    return training, unpaired
+
+
+def writeImageFolder(rows: Sequence[CohortRow], folder: str | os.PathLike) -> dict[str, object]:
+    """Write the volumes of ``rows`` as ``<case>_image.nii.gz`` (no labels); returns case name -> volume node."""
+    folder = Path(folder)
+    taken: set[str] = set()
+    for row in rows:
+        mrml_bridge.checkScalarVolume(row.volumeNode)
+    cases = {caseName(row.volumeNode.GetName(), taken): row.volumeNode for row in rows}
+    folder.mkdir(parents=True, exist_ok=True)
+    for case, volumeNode in cases.items():
+        mrml_bridge.writeVolumeFile(volumeNode, folder / f"{case}_image.nii.gz")
+    return cases
+
+
 def writeUnpairedMasks(rows: Sequence[CohortRow], folder: str | os.PathLike, classNames: Sequence[str]) -> list[str]:
     """Write the masks of ``rows`` as ``unpaired-<case>_label.nii.gz`` for ``--unpaired-masks``; returns the cases."""
     folder = Path(folder)

@@ -47,6 +47,7 @@ except ImportError:  # slicer-core without the application (tests, scripts): no 
 IMAGE_LABELS = "image-labels"
 SOURCE_MASKS = "source-masks"
 MASKS = "masks"
+SHAPE_MODEL = "shape-model"
 ROLE_ATTRIBUTE = "WeakSeg.Role"
 PREVIEW_NAME = "WeakSeg preview"
 
@@ -421,7 +422,8 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         return [cohort_labels.cohortRow(node) for node in (volumeNodes if volumeNodes is not None else self.volumeNodes())]
 
     def startTraining(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
-                      resume: bool = False, extraArguments: Sequence[str] = (), method: str = "cohort") -> WeakSegJob:
+                      resume: bool = False, extraArguments: Sequence[str] = (), method: str = "cohort",
+                      shapeModel: str = "") -> WeakSegJob:
         """Write the cohort to a training folder and start ``weakseg train``; the job's result is the model path.
 
         ``method`` is one of the library's trained methods (:meth:`methodNames`); for a method that
@@ -433,22 +435,33 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         (:meth:`setSourceVolume`) and the image labels and scribbles of the others (``--source FOLDER``);
         a method that learns from a few masks and diagnoses (``collaborative``) takes the volumes with a
         mask or a diagnosis (:meth:`setDiagnosisLabel`): ``--masks-split`` names those with a mask.
+        a method that learns from a shape model (``shape-gan``) trains on the images of the volumes
+        without a full mask and takes its shapes from ``shapeModel`` (e.g. ``ellipse``, 2D per slice)
+        or, without one, from the full masks of the other volumes (:func:`cohort_labels.splitForShapeGan`).
         """
         spec = self.method(method, TRAINED_USAGE)
         fromImageLabels = IMAGE_LABELS in spec["learns_from"]
         fromSource = SOURCE_MASKS in spec["learns_from"]
         fromMasks = MASKS in spec["learns_from"]
+        fromShapes = SHAPE_MODEL in spec["learns_from"]
+        if shapeModel and not fromShapes:
+            raise WeakSegInputError(f"training method {spec['name']!r} does not take a shape model")
         rows = self.cohortRows(volumeNodes)
         if fromMasks:
             rows = cohort_labels.splitForCollaborative(rows)
         cohort_labels.checkOneClassSet(rows)
-        classNames = mrml_bridge.checkClassNames(classNames or cohort_labels.cohortClassNames(rows), "cohort classes")
+        found = cohort_labels.cohortClassNames(rows)
+        if fromShapes and len(found) == 1:
+            found.append("foreground")  # a shape model names no class; the library's default name
+        classNames = mrml_bridge.checkClassNames(classNames or found, "cohort classes")
         modelPath = Path(modelPath)
         if not modelPath.parent.is_dir():
             raise WeakSegInputError(f"{modelPath}: its folder does not exist")
         maskRows, sourceRows = [], []
         if fromSource:
             sourceRows, rows = cohort_labels.splitForTransfer(rows)
+        elif fromShapes:
+            rows, maskRows = cohort_labels.splitForShapeGan(rows, shapeModel)
         elif spec["needs_unpaired_masks"]:
             rows, maskRows = cohort_labels.splitForShapePrior(rows)
         if fromImageLabels and not fromMasks:
@@ -456,8 +469,11 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             if not rows:
                 raise WeakSegInputError("training from image-level labels, but no volume of the cohort has one")
         work = self._workDirectory("train")
-        cases = cohort_labels.writeTrainingFolder(rows, work / "data", classNames)
-        methodArguments = ["--method", spec["name"]]
+        if fromShapes:
+            cases = cohort_labels.writeImageFolder(rows, work / "data")
+        else:
+            cases = cohort_labels.writeTrainingFolder(rows, work / "data", classNames)
+        methodArguments = ["--method", spec["name"]] + (["--shape-model", shapeModel] if shapeModel else [])
         if fromMasks:
             diagnoses.writeDiagnosisCsv(work / "data" / diagnoses.DIAGNOSES_FILE, cases)
             masked = [case for case, node in cases.items() if node.GetNodeReference(cohort_labels.MASK_ROLE)]
@@ -484,9 +500,10 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
 
     def trainCohort(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
                     resume: bool = False, progressCallback: ProgressCallback | None = None,
-                    extraArguments: Sequence[str] = (), method: str = "cohort") -> str:
+                    extraArguments: Sequence[str] = (), method: str = "cohort", shapeModel: str = "") -> str:
         """Train a cohort model on the labels of ``volumeNodes``; blocks and returns the model path."""
-        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments, method).wait(progressCallback)
+        return self.startTraining(volumeNodes, modelPath, classNames, resume, extraArguments, method,
+                                  shapeModel).wait(progressCallback)
 
     def startApplyModel(self, modelPath: str | os.PathLike, volumeNodes: Sequence,
                         extraArguments: Sequence[str] = ()) -> WeakSegJob:

@@ -8,7 +8,7 @@ A cohort folder holds, for every case ``<case>``::
                              scribbles of Valvano et al.), or a ``.seg.nrrd`` whose segments
                              are matched to the class names by name
     <case>_label.<ext>       optional full mask: scoring, or the unpaired masks of a shape prior
-                             (``<case>_mask.<ext>`` is read the same way, as PH2 names them)
+                             (``<case>_mask.<ext>`` is read the same way, as PH2 and HC18 name them)
 
 ``<ext>`` is any of :data:`~weakseg.suffixes.COHORT_IMAGE_SUFFIXES` (a scribble may also be
 ``.seg.nrrd``); the three files of a case need not share the suffix. This is the layout of

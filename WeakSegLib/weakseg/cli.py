@@ -21,7 +21,7 @@ from weakseg import __version__
 from weakseg.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
 from weakseg.errors import CancelledError, WeakSegInputError
 from weakseg.methods.registry import METHODS, accepted_names, method_names, training_options
-from weakseg.methods.spec import PER_IMAGE, TRAINED
+from weakseg.methods.spec import PER_IMAGE, TRAINED, UNPAIRED_MASKS
 from weakseg.progress import Progress
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CANCELLED", "EXIT_OK", "build_parser", "main"]
@@ -88,7 +88,7 @@ def _add_profile(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_unpaired(parser: argparse.ArgumentParser) -> None:
-    takers = ", ".join(spec.name for spec in METHODS if spec.needs_unpaired_masks)
+    takers = ", ".join(spec.name for spec in METHODS if UNPAIRED_MASKS in spec.learns_from)
     parser.add_argument("--unpaired-masks",
                         help=f"folder of masks of OTHER images, the shape prior of {takers} "
                              "(default: the data folder's <case>_label files, with --unpaired-split)")
@@ -101,7 +101,7 @@ def _shown(value) -> str:
         return ",".join(str(item) for item in value)
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return str(value) if value != "" else "none"
 
 
 def _default_text(items: list) -> str:
@@ -204,7 +204,8 @@ def _add_bench(commands) -> None:
     from weakseg.bench.scribbles import DEFAULT_METHODS, bench_method_names
 
     bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
-    kinds = bench.add_subparsers(dest="kind", required=True, metavar="{scribbles,imagelabel,transfer,semisup}")
+    kinds = bench.add_subparsers(dest="kind", required=True,
+                                 metavar="{scribbles,imagelabel,transfer,semisup,shapegan}")
 
     scribbles = kinds.add_parser(
         "scribbles", help="methods learning from scribbles on <case>_image/_scribble/_label files")
@@ -264,6 +265,7 @@ def _add_bench(commands) -> None:
     transfer.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(transfer)
     _add_semisup_bench(kinds)
+    _add_shapegan_bench(kinds)
 
 
 def _add_semisup_bench(kinds) -> None:
@@ -290,6 +292,31 @@ def _add_semisup_bench(kinds) -> None:
     semisup.add_argument("--out", default="bench-out", help="folder for the CSVs and overlay PNGs")
     semisup.add_argument("--overlays", type=int, default=3, help="test images to draw overlays for, per row")
     _add_common(semisup)
+
+
+def _add_shapegan_bench(kinds) -> None:
+    from weakseg.bench.shapegan import ROWS
+
+    shapegan = kinds.add_parser("shapegan", help="method shape-gan on HC18-style data (<case>_image, <case>_mask, "
+                                                 "hc18_pixel_size.csv): supervised reference, ellipse, unpaired masks, "
+                                                 "ablations; Dice, HD95 and head-circumference error in mm")
+    shapegan.add_argument("data_dir", help="folder of <case>_image/<case>_mask files and hc18_pixel_size.csv")
+    shapegan.add_argument("--rows", help=f"comma list of rows (default all: {','.join(ROWS)})")
+    shapegan.add_argument("--train-split", default="000-149", help="training images (their masks: reference row only)")
+    shapegan.add_argument("--test-split", default="150-199", help="images to score")
+    shapegan.add_argument("--unpaired-train-split", default="000-099", help="training images of the unpaired row")
+    shapegan.add_argument("--unpaired-split", default="100-149", help="cases whose masks are the unpaired row's masks")
+    shapegan.add_argument("--shape-model", default="ellipse", help="shape model of the shape-gan rows")
+    shapegan.add_argument("--gan-steps", type=int, help="CycleGAN steps (default: the method's own)")
+    shapegan.add_argument("--ablation-gan-steps", type=int, help="CycleGAN steps of the ablation rows (default: --gan-steps)")
+    shapegan.add_argument("--steps", type=int, help="segmenter steps per round (default: the method's own)")
+    shapegan.add_argument("--rounds", type=int, help="segmenter rounds (default: the method's own)")
+    shapegan.add_argument("--image-size", type=int, help="network grid width (default: the method's own)")
+    shapegan.add_argument("--channels", help="U-Net widths of the generators (default: the method's own)")
+    shapegan.add_argument("--batch-size", help="slices per training step (default: the method's own)")
+    shapegan.add_argument("--out", default="bench-out", help="folder for the CSVs, the models and overlay PNGs")
+    shapegan.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per row")
+    _add_common(shapegan)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from weakseg.cli_checks import (
 )
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
-from weakseg.methods.spec import IMAGE_LABELS, MASKS, PER_IMAGE, SOURCE_MASKS, TRAINED, TrainingRequest
+from weakseg.methods.spec import IMAGE_LABELS, MASKS, PER_IMAGE, SOURCE_MASKS, TRAINED, UNPAIRED_MASKS, TrainingRequest
 from weakseg.progress import Progress
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
@@ -148,8 +148,8 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
     if arguments.resume:
         check_input_file(arguments.out, "model file to resume")
     settings = training_settings(spec, arguments)
-    if not spec.needs_unpaired_masks and (arguments.unpaired_masks or arguments.unpaired_split):
-        takers = ", ".join(item.name for item in METHODS if item.needs_unpaired_masks)
+    if UNPAIRED_MASKS not in spec.learns_from and (arguments.unpaired_masks or arguments.unpaired_split):
+        takers = ", ".join(item.name for item in METHODS if UNPAIRED_MASKS in item.learns_from)
         raise WeakSegInputError(f"--unpaired-masks/--unpaired-split: method {spec.name} does not take unpaired masks "
                                 f"(taken by: {takers})")
     if spec.needs_unpaired_masks and not (arguments.unpaired_masks or arguments.unpaired_split):
@@ -181,7 +181,7 @@ def unpaired_mask_files(arguments: argparse.Namespace):
 def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     """``weakseg predict``: a trained model and images in, one segmentation per image out.
 
-    A model with a diagnosis classifier also writes ``predictions.csv`` (:mod:`weakseg.predictions`).
+    A model whose method diagnoses or measures also writes ``predictions.csv`` (:mod:`weakseg.predictions`).
     """
     from weakseg.apply import load_model, predict_image
     from weakseg.io import read_image, suffix_of
@@ -194,20 +194,33 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     model = load_model(arguments.model, arguments.device)
     images = [read_image(path) for path in arguments.images]
     output_folder = Path(arguments.out)
-    diagnoses = []
+    predictions = []
     for index, image in enumerate(images):
         part = progress.part(index / len(images), (index + 1) / len(images))
         labels, _ = predict_image(model, image, part)
         name = Path(image.path).name
         stem = name[: len(name) - len(suffix_of(name))]
         write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, model.class_names)
-        if model.spec.diagnose:
-            diagnoses.append((stem, *model.spec.function("diagnose")(model.model, image)))
-    if diagnoses:
+        columns = _prediction_columns(model, image, labels)
+        if columns:
+            predictions.append((stem, columns))
+    if predictions:
         from weakseg.contract import PREDICTIONS_FILE
         from weakseg.predictions import write_predictions
 
-        write_predictions(output_folder / PREDICTIONS_FILE, diagnoses)
+        write_predictions(output_folder / PREDICTIONS_FILE, predictions)
+
+
+def _prediction_columns(model, image, labels) -> dict[str, str]:
+    """What the model's method says of one image beside its labels: its diagnosis, its measurements."""
+    from weakseg.predictions import diagnosis_columns
+
+    columns: dict[str, str] = {}
+    if model.spec.diagnose:
+        columns.update(diagnosis_columns(*model.spec.function("diagnose")(model.model, image)))
+    if model.spec.measure:
+        columns.update(model.spec.function("measure")(image, labels))
+    return columns
 
 
 def evaluate_command(arguments: argparse.Namespace, progress: Progress) -> str:
@@ -237,6 +250,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
             raise WeakSegInputError(f"{folder}: no such folder")
     if arguments.kind == "semisup":
         return _semisup_bench(arguments, progress)
+    if arguments.kind == "shapegan":
+        return _shapegan_bench(arguments, progress)
     methods = tuple(name.strip() for name in (arguments.methods or "").split(",") if name.strip())
     if arguments.kind == "imagelabel":
         from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
@@ -321,3 +336,27 @@ def _semisup_bench(arguments: argparse.Namespace, progress: Progress) -> str:
                                   seeds=seeds, validation=arguments.validation, settings=settings, out=arguments.out,
                                   overlays=arguments.overlays, device=arguments.device)
     return run_semisup_bench(options, progress)
+
+
+def _shapegan_bench(arguments: argparse.Namespace, progress: Progress) -> str:
+    """``weakseg bench shapegan``: every argument checked, then the benchmark; returns its table."""
+    from weakseg.bench.shapegan import ROWS, ShapeGanBenchOptions, check_options, run_shapegan_bench
+
+    spec = method_named("shape-gan")
+    offered = {item.option: item for item in spec.option_fields()}
+    settings = {}
+    for option in ("--gan-steps", "--steps", "--rounds", "--image-size", "--channels", "--batch-size"):
+        value = getattr(arguments, option.lstrip("-").replace("-", "_"))
+        if value is not None:
+            settings[offered[option].name] = parse_option(offered[option], value)
+    check_count("--ablation-gan-steps", arguments.ablation_gan_steps)
+    rows = tuple(name.strip() for name in (arguments.rows or "").split(",") if name.strip())
+    options = ShapeGanBenchOptions(
+        data_dir=arguments.data_dir, out=arguments.out, rows=rows or ROWS, train_split=arguments.train_split,
+        unpaired_train_split=arguments.unpaired_train_split, unpaired_split=arguments.unpaired_split,
+        test_split=arguments.test_split, shape_model=arguments.shape_model, settings=settings,
+        ablation_gan_steps=arguments.ablation_gan_steps, overlays=arguments.overlays, device=arguments.device,
+        seed=arguments.seed)
+    check_options(options)
+    spec.make_settings(**settings, shape_model=arguments.shape_model).check()
+    return run_shapegan_bench(options, progress).table

@@ -6,10 +6,10 @@ an atlas, another data set of the same structures. They must label the same clas
 they must never be the masks of the training images (that would be full supervision in
 disguise); both are checked here.
 
-A mask source is a folder. If it holds ``<case>_label.<ext>`` files (the cohort layout),
-those are the masks and a split spec (:func:`weakseg.cases.parse_split`) may pick
-cases; otherwise every labelmap file in it is a mask and the case is the file name without
-its suffix. A labelmap's codes are the class codes (0 = background); a ``.seg.nrrd`` is
+A mask source is a folder. If it holds ``<case>_label.<ext>`` files (the cohort layout) or
+``<case>_mask.<ext>`` files (the HC18 layout), those are the masks and a split spec
+(:func:`weakseg.cases.parse_split`) may pick cases; otherwise every labelmap file in it is a
+mask and the case is the file name without its suffix. A labelmap's codes are the class codes (0 = background); a ``.seg.nrrd`` is
 matched to the classes by segment name.
 """
 
@@ -51,13 +51,14 @@ def list_mask_files(folder: str | os.PathLike, split: str | None = None) -> list
         raise WeakSegInputError(f"{folder}: no such folder of unpaired masks")
     entries = sorted(entry.name for entry in os.scandir(folder) if entry.is_file() and suffix_of(entry.name) in MASK_SUFFIXES)
     stems = {name: name[: -len(suffix_of(name))] for name in entries}
-    labelled = [name for name in entries if stems[name].endswith("_label")]
-    if labelled:
-        masks = [MaskFile(stems[name][: -len("_label")], str(Path(folder) / name)) for name in labelled]
-    else:
-        masks = [MaskFile(stems[name], str(Path(folder) / name)) for name in entries]
+    masks = [MaskFile(stems[name], str(Path(folder) / name)) for name in entries]
+    for role in ("_label", "_mask"):
+        labelled = [name for name in entries if stems[name].endswith(role)]
+        if labelled:
+            masks = [MaskFile(stems[name][: -len(role)], str(Path(folder) / name)) for name in labelled]
+            break
     if not masks:
-        raise WeakSegInputError(f"{folder}: no mask files (expected <case>_label.<ext> or labelmaps)")
+        raise WeakSegInputError(f"{folder}: no mask files (expected <case>_label.<ext>, <case>_mask.<ext> or labelmaps)")
     selected = parse_split(split)
     chosen = [mask for mask in masks if selected(mask.case)]
     if not chosen:

@@ -22,6 +22,7 @@ METHOD_MODULES = (
     "imagelabel",
     "transfer",
     "collaborative",
+    "shape_gan",
 )
 
 METHODS: tuple[MethodSpec, ...] = tuple(importlib.import_module(f"weakseg.methods.{name}").SPEC for name in METHOD_MODULES)

@@ -22,6 +22,7 @@ UNPAIRED_MASKS = "unpaired-masks"
 IMAGE_LABELS = "image-labels"
 SOURCE_MASKS = "source-masks"  # full masks of another cohort (another sequence, scanner or centre)
 MASKS = "masks"  # full masks of some of the training images (--masks-split)
+SHAPE_MODEL = "shape-model"  # a parametric model of the structure's shape (random ellipses)
 
 # How a method is used.
 PER_IMAGE = "per-image"  # weakseg segment IMAGE --scribbles S: learns from this image's labels alone
@@ -48,7 +49,7 @@ class OptionField:
     name: str
     option: str
     help: str
-    kind: str  # "int", "float", "bool", "ints" (comma list of positive integers)
+    kind: str  # "int", "float", "bool", "str", "ints" (comma list of positive integers)
     minimum: float | None
     maximum: float | None
     default: Any
@@ -58,9 +59,9 @@ def _kind(annotation: Any) -> str:
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     if text.startswith("tuple"):
         return "ints"
-    if text in ("bool", "int", "float"):
+    if text in ("bool", "int", "float", "str"):
         return text
-    raise TypeError(f"setting of type {text}: expected int, float, bool or a tuple of ints")
+    raise TypeError(f"setting of type {text}: expected int, float, bool, str or a tuple of ints")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class MethodSpec:
         adapt: ``module:function`` or "": ``(model, image, scribbles, progress, seed) -> (labels, probabilities)``.
         diagnose: ``module:function`` or "" (models with a classifier): ``(model, image) -> (diagnosis,
             {diagnosis: probability})``; ``weakseg predict`` then writes ``predictions.csv``.
+        measure: ``module:function`` or "": ``(image, labels) -> {column: text}``, measurements of a
+            prediction (e.g. a head circumference) that ``weakseg predict`` adds to ``predictions.csv``.
         model_kind: the ``method`` a model file of this method records in its metadata.
         needs_unpaired_masks: training refuses to start without unpaired masks.
         hidden_options: options of the settings dataclass this method does not offer.
@@ -100,6 +103,7 @@ class MethodSpec:
     predict: str = ""
     adapt: str = ""
     diagnose: str = ""
+    measure: str = ""
     model_kind: str = ""
     needs_unpaired_masks: bool = False
     hidden_options: tuple[str, ...] = ()
