@@ -1,0 +1,188 @@
+"""The job queue: each slot (a GPU, or one of N CPU workers) runs one job at a time.
+
+A job runs as the command line itself, ``python -m weakseg <command> ... --progress lines``,
+in the job's own folder (its working directory; every path in its command is relative to
+it and was chosen by the server). Progress lines become the job's percent and message;
+cancel sends SIGTERM to the job's process group (the command line stops at its next
+progress report and writes nothing), then SIGKILL after a grace period. The queue itself
+lives in the :class:`~weakseg.serve.store.JobStore`, so jobs wait across a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from weakseg.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
+from weakseg.serve.store import CANCELLED, DONE, FAILED, JobStore
+from weakseg.serve.submission import MODEL_NAME
+
+PROGRESS_LINE = re.compile(r"^PROGRESS\s+(?P<percent>\d+(?:\.\d*)?)\s*(?P<message>.*)$")
+LOG_NAME = "log.txt"
+CANCEL_GRACE_SECONDS = 10.0
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a job runs: its name, the CUDA devices its process sees, and ``--device``."""
+
+    name: str
+    visible_devices: str
+    device: str
+
+
+def make_slots(gpus: Optional[str], workers: int) -> list[Slot]:
+    """One slot per GPU of ``gpus`` (``"0,1"``), else ``workers`` CPU slots."""
+    if gpus:
+        return [Slot(f"gpu{index}", index, "cuda") for index in (item.strip() for item in gpus.split(",")) if index]
+    return [Slot(f"cpu{number}", "", "cpu") for number in range(1, workers + 1)]
+
+
+class JobQueue:
+    """Worker threads, one per slot, taking queued jobs from the store.
+
+    Args:
+        store: the job table.
+        jobs_folder: holds one folder per job id.
+        slots: from :func:`make_slots`.
+    """
+
+    def __init__(self, store: JobStore, jobs_folder: Path, slots: list[Slot]) -> None:
+        self.store = store
+        self.jobs_folder = Path(jobs_folder)
+        self.slots = slots
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for slot in self.slots:
+            thread = threading.Thread(target=self._work, args=(slot,), name=f"weakseg-{slot.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """Tell idle workers that a job was queued."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+
+    def _work(self, slot: Slot) -> None:
+        while not self._stopping:
+            job = self.store.claim_next(slot.name)
+            if job is None:
+                with self._wake:
+                    self._wake.wait(timeout=1.0)
+                continue
+            try:
+                self._run(job, slot)
+            except Exception as error:  # a job must never take its worker down
+                self.store.finish(job["id"], FAILED, None, f"the server could not run the job ({error})")
+
+    def _run(self, job: dict, slot: Slot) -> None:
+        folder = self.jobs_folder / job["id"]
+        environment = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=slot.visible_devices)
+        command = [sys.executable, "-m", "weakseg", job["command"], *job["arguments"], "--progress", "lines",
+                   "--device", slot.device]
+        with open(folder / LOG_NAME, "a", encoding="utf-8") as log:
+            process = subprocess.Popen(command, cwd=str(folder), env=environment, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
+                                       errors="replace", bufsize=1, start_new_session=True)
+            self.store.set_pid(job["id"], process.pid)
+            reader = threading.Thread(target=self._read_progress, args=(job["id"], process.stdout, log), daemon=True)
+            reader.start()
+            cancelled = self._supervise(job["id"], process)
+            reader.join(timeout=5.0)
+        code = process.returncode
+        if cancelled or code == EXIT_CANCELLED:
+            self.store.finish(job["id"], CANCELLED, code, "cancelled")
+        elif code == EXIT_OK:
+            self.store.finish(job["id"], DONE, code)
+        else:
+            reason = _error_line(folder / LOG_NAME)
+            kind = "bad input" if code == EXIT_BAD_INPUT else f"exit code {code}"
+            self.store.finish(job["id"], FAILED, code, f"{kind}: {reason}")
+
+    def _supervise(self, job_id: str, process: subprocess.Popen) -> bool:
+        """Wait for the process; on a cancel request stop its group. Returns True when cancelled."""
+        kill_at = None
+        while process.poll() is None:
+            if kill_at is None and (self.store.cancel_requested(job_id) or self._stopping):
+                _signal_group(process.pid, signal.SIGTERM)
+                kill_at = time.monotonic() + CANCEL_GRACE_SECONDS
+            elif kill_at is not None and time.monotonic() > kill_at:
+                _signal_group(process.pid, signal.SIGKILL)
+            time.sleep(0.2)
+        return kill_at is not None
+
+    def _read_progress(self, job_id: str, stream, log) -> None:
+        last = 0.0
+        for line in stream:
+            match = PROGRESS_LINE.match(line.strip())
+            if not match:
+                log.write(line)
+                continue
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL_SECONDS or float(match.group("percent")) >= 100.0:
+                self.store.set_progress(job_id, min(100.0, float(match.group("percent"))), match.group("message"))
+                last = now
+        stream.close()
+
+
+def _signal_group(pid: int, number: int) -> None:
+    try:
+        os.killpg(pid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _error_line(log_path: Path) -> str:
+    """The command line's ``weakseg: error:`` line from the job's log, else its last line."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if line.strip()]
+    except OSError:
+        return "no log"
+    for line in reversed(lines):
+        if line.startswith(ERROR_PREFIX):
+            return line[len(ERROR_PREFIX):].strip()
+    return lines[-1] if lines else "no error message"
+
+
+def stop_leftover_process(pid: Optional[int], folder: Path) -> None:
+    """Kill the process group a stopped server left running for the job in ``folder`` (Linux: checked by its cwd)."""
+    if not pid or not sys.platform.startswith("linux"):
+        return
+    try:
+        if os.path.realpath(f"/proc/{pid}/cwd") != os.path.realpath(folder):
+            return
+    except OSError:
+        return
+    _signal_group(pid, signal.SIGKILL)
+
+
+def recover(store: JobStore, jobs_folder: Path) -> None:
+    """Settle the jobs a stopped server left running: a training with a checkpoint is queued again with
+    ``--resume``; every other is marked failed, saying why. No partial result is ever served (only
+    ``done`` jobs are)."""
+    for job in store.running():
+        folder = Path(jobs_folder) / job["id"]
+        stop_leftover_process(job.get("pid"), folder)
+        if job["resumable"] and (folder / "out" / MODEL_NAME).is_file():
+            arguments = job["arguments"] if "--resume" in job["arguments"] else job["arguments"] + ["--resume"]
+            store.requeue(job["id"], arguments)
+        else:
+            store.finish(job["id"], FAILED, None, f"the server stopped while the job was running (at "
+                                                  f"{job['percent']:.0f} %); submit it again")
