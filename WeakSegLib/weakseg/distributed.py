@@ -52,12 +52,6 @@ class TrainingContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    def check_batch_size(self, batch_size: int) -> None:
-        """Refuse a global batch that does not split evenly over the processes."""
-        if batch_size % self.world_size:
-            raise WeakSegInputError(f"--batch-size {batch_size}: does not split evenly over {self.world_size} "
-                                    f"processes; use a multiple of {self.world_size}")
-
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's contiguous share of a global batch ``(N, ...)``; the whole batch for one process."""
         if not self.distributed:
@@ -105,12 +99,19 @@ def world_size_from_environment() -> int:
         raise WeakSegInputError(f"WORLD_SIZE={text!r}: expected a whole number (set by torchrun)") from None
 
 
-def training_context(device: torch.device) -> TrainingContext:
+def training_context(device: torch.device, batch_size: int) -> TrainingContext:
     """Join torchrun's process group when there is one; the single-process context otherwise.
 
     On CUDA each process takes GPU ``LOCAL_RANK`` and NCCL; on the CPU, gloo.
+
+    Raises:
+        WeakSegInputError: a global ``batch_size`` that does not split evenly over the processes
+            (checked before joining, so every process refuses alike).
     """
     world_size = world_size_from_environment()
+    if batch_size % world_size:
+        raise WeakSegInputError(f"--batch-size {batch_size}: does not split evenly over {world_size} processes; "
+                                f"use a multiple of {world_size}")
     if world_size == 1:
         return TrainingContext(1, 0, device)
     rank = int(os.environ.get("RANK", "0"))

@@ -107,9 +107,8 @@ def train_cohort(
             missing/foreign checkpoint, different class names or network settings, or
             ``config.steps`` not beyond the stored step.
     """
-    context = training_context(_resolve_device(device))
+    context = training_context(_resolve_device(device), config.batch_size)
     device = context.device
-    context.check_batch_size(config.batch_size)
     if not context.is_main:
         progress = progress.muted()
     class_names = list(class_names)
