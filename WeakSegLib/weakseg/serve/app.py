@@ -5,6 +5,7 @@ read); a request body over the upload limit is refused with 413 from its
 ``Content-Length``, before it is read. Routes:
 
 * ``GET /info``: version, slots and limits (a client's connection check);
+* ``GET /methods``: the methods, as ``weakseg methods --json`` lists them;
 * ``GET /jobs``: every job; ``POST /jobs``: submit one (multipart: ``command``, ``arguments``
   (JSON list of options), ``roles`` (JSON list, one per file), optional ``result_format``,
   and the ``files``); answers 201 with the job;
@@ -100,6 +101,12 @@ def create_app(store: JobStore, queue: JobQueue, jobs_folder: Path, token: str, 
     def info() -> dict:
         return {"server": "weakseg", "version": __version__, "slots": [slot.name for slot in slots],
                 "max_upload_bytes": limits.max_upload_bytes, "max_voxels": limits.max_voxels}
+
+    @app.get("/methods")
+    def methods() -> dict:
+        from weakseg.methods.registry import describe_methods
+
+        return {"methods": describe_methods()}
 
     @app.get("/jobs")
     def list_jobs() -> dict:
