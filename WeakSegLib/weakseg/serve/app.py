@@ -32,7 +32,7 @@ from weakseg import __version__
 from weakseg.serve.auth import authorised
 from weakseg.serve.queue import JobQueue, Slot
 from weakseg.serve.store import DONE, JobStore
-from weakseg.serve.submission import SubmissionError, plan_job
+from weakseg.serve.submission import OptionTables, SubmissionError, plan_job
 from weakseg.serve.uploads import check_image_size, remove_folder, store_upload
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -76,8 +76,9 @@ class GuardMiddleware:
 
 
 def create_app(store: JobStore, queue: JobQueue, jobs_folder: Path, token: str, limits: ServerLimits,
-               slots: List[Slot]) -> FastAPI:
-    """The application: routes over ``store``, jobs run by ``queue`` in ``jobs_folder``."""
+               slots: List[Slot], tables: OptionTables) -> FastAPI:
+    """The application: routes over ``store``, jobs run by ``queue`` in ``jobs_folder``; ``tables``: the
+    options clients may give (:func:`weakseg.serve.submission.option_tables`)."""
     app = FastAPI(title="WeakSeg server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(GuardMiddleware, token=token, max_upload_bytes=limits.max_upload_bytes)
     jobs_folder = Path(jobs_folder)
@@ -116,7 +117,7 @@ def create_app(store: JobStore, queue: JobQueue, jobs_folder: Path, token: str, 
     def submit(command: str = Form(...), arguments: str = Form("[]"), roles: str = Form("[]"),
                result_format: Optional[str] = Form(None), files: List[UploadFile] = File(default=[])) -> dict:
         options, role_list = _json_list(arguments, "arguments"), _json_list(roles, "roles")
-        plan = plan_job(command, options, role_list, [item.filename or "" for item in files], result_format)
+        plan = plan_job(tables, command, options, role_list, [item.filename or "" for item in files], result_format)
         job_id = uuid.uuid4().hex
         folder = jobs_folder / job_id
         folder.mkdir(mode=0o700, parents=True)

@@ -39,8 +39,12 @@ def add_serve_parser(commands) -> None:
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM), passed to uvicorn")
 
 
-def serve_command(arguments: argparse.Namespace) -> None:
-    """Check the options, settle jobs a stopped server left running, and serve until interrupted."""
+def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Check the options, settle jobs a stopped server left running, and serve until interrupted.
+
+    ``parser`` is the command line's (:func:`weakseg.cli.build_parser`): clients may give the
+    options it lists for segment, train and predict, except those that name files.
+    """
     from weakseg.io import MAX_IMAGE_VALUES
     from weakseg.serve.auth import TOKEN_FILE_NAME, load_or_create_token
 
@@ -65,6 +69,7 @@ def serve_command(arguments: argparse.Namespace) -> None:
                                 "pip install 'weakseg[serve]'") from None
     from weakseg.serve.queue import JobQueue, make_slots, recover
     from weakseg.serve.store import JobStore
+    from weakseg.serve.submission import option_tables
 
     workdir = Path(arguments.workdir)
     if workdir.exists() and not workdir.is_dir():
@@ -76,7 +81,8 @@ def serve_command(arguments: argparse.Namespace) -> None:
     slots = make_slots(arguments.gpus, arguments.workers)
     queue = JobQueue(store, workdir / "jobs", slots)
     app = create_app(store, queue, workdir / "jobs", token,
-                     ServerLimits(arguments.max_upload_mb * 1024 * 1024, arguments.max_voxels), slots)
+                     ServerLimits(arguments.max_upload_mb * 1024 * 1024, arguments.max_voxels), slots,
+                     option_tables(parser))
     queue.start()
     try:
         uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning",

@@ -7,14 +7,15 @@ files, each with a *role* saying what the file is (``image``, ``scribbles``,
 that name files (``--out``, ``--scribbles``, ``--model``, ``--cache``, ...) are refused,
 uploads get server-chosen names inside the job's own folder, and a client's file name
 contributes at most its suffix (from a fixed list). Option names come from the command
-line's own parser, so a new option of a method is accepted without a change here.
+line's own parser (passed in by the command line), so a new option of a method is accepted without a change here.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, Optional
 
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
@@ -58,28 +59,27 @@ class JobPlan:
     resumable: bool = False
 
 
-def _option_table(command: str) -> dict[str, bool]:
-    """Option -> takes a value, for every option of ``weakseg <command>`` a client may give."""
-    from weakseg.cli import build_parser
+OptionTables = Dict[str, Dict[str, bool]]
 
-    parser = build_parser()
+
+def option_tables(parser: argparse.ArgumentParser) -> OptionTables:
+    """For each job command, option -> takes a value, for every option of the command line's
+    ``parser`` (:func:`weakseg.cli.build_parser`) that a client may give."""
     subcommands = next(action for action in parser._actions if action.dest == "command")
-    table = {}
-    for action in subcommands.choices[command]._actions:
-        for option in action.option_strings:
-            if option not in SERVER_OPTIONS:
-                table[option] = action.nargs != 0
-    return table
+    tables: OptionTables = {}
+    for command in COMMANDS:
+        tables[command] = {option: action.nargs != 0 for action in subcommands.choices[command]._actions
+                           for option in action.option_strings if option not in SERVER_OPTIONS}
+    return tables
 
 
-def client_options(command: str, given: list) -> list[str]:
-    """The client's options, checked against ``weakseg <command>``'s parser.
+def client_options(table: dict[str, bool], command: str, given: list) -> list[str]:
+    """The client's options, checked against ``table`` (``weakseg <command>``'s, from :func:`option_tables`).
 
     Raises:
         SubmissionError: a value that is not a string, a positional argument, an unknown
             option, or one that names a file or that the server sets.
     """
-    table = _option_table(command)
     result: list[str] = []
     items = list(given)
     index = 0
@@ -119,10 +119,12 @@ def _case(text: str, role: str) -> str:
     return text
 
 
-def plan_job(command: str, options: list, roles: list, file_names: list[str], result_format: Optional[str]) -> JobPlan:
+def plan_job(tables: OptionTables, command: str, options: list, roles: list, file_names: list[str],
+             result_format: Optional[str]) -> JobPlan:
     """Check a submission and decide every path of the job.
 
     Args:
+        tables: the options clients may give (:func:`option_tables`).
         command: ``segment``, ``train`` or ``predict``.
         options: the client's command-line options (:func:`client_options`).
         roles: one per uploaded file: ``image``, ``scribbles``, ``model`` (segment, predict);
@@ -137,7 +139,7 @@ def plan_job(command: str, options: list, roles: list, file_names: list[str], re
         raise SubmissionError(400, f"command {command!r}: expected one of {', '.join(COMMANDS)}")
     if len(roles) != len(file_names):
         raise SubmissionError(400, f"roles: {len(roles)} roles for {len(file_names)} files; give one role per file")
-    arguments = client_options(command, options)
+    arguments = client_options(tables[command], command, options)
     uploads: list[Upload] = []
     images: list[str] = []
     single: dict[str, str] = {}
