@@ -133,13 +133,13 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
     # -- dependencies --------------------------------------------------------------------------
 
     def missingDependencies(self) -> list[str]:
-        """Packages the command line needs that this Python cannot import (empty when all are there)."""
-        return install.missingPackages()
+        """Packages the command line needs that this Python cannot import (empty when all are there, or when
+        computing on a server)."""
+        return install.missingPackages() if self.compute.mode != SERVER else []
 
     def checkDependencies(self) -> None:
-        """Raise :class:`WeakSegDependencyError` with install instructions if a package is missing (none are
-        needed here when computing on a server)."""
-        missing = self.missingDependencies() if self.compute.mode != SERVER else []
+        """Raise :class:`WeakSegDependencyError` with install instructions if a package is missing."""
+        missing = self.missingDependencies()
         if missing:
             raise WeakSegDependencyError(
                 install.describeMissing(missing) + " Install them from the WeakSeg module, or from the Python "
