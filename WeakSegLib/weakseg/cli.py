@@ -302,7 +302,7 @@ def _run(arguments: argparse.Namespace, progress: Progress) -> str | None:
     if arguments.command == "serve":
         from weakseg.serve.options import serve_command
 
-        return serve_command(arguments, build_parser())
+        return serve_command(arguments, build_parser(), main)
     if arguments.command == "demo":
         from weakseg.cli_checks import check_count, check_output_folder
         from weakseg.demo import run_demo

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from weakseg.errors import WeakSegInputError
 
@@ -39,11 +40,12 @@ def add_serve_parser(commands) -> None:
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM), passed to uvicorn")
 
 
-def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser, entry: Callable) -> None:
     """Check the options, settle jobs a stopped server left running, and serve until interrupted.
 
     ``parser`` is the command line's (:func:`weakseg.cli.build_parser`): clients may give the
-    options it lists for segment, train and predict, except those that name files.
+    options it lists for segment, train and predict, except those that name files. ``entry``
+    is its ``main``, which every job runs.
     """
     from weakseg.io import MAX_IMAGE_VALUES
     from weakseg.serve.auth import TOKEN_FILE_NAME, load_or_create_token
@@ -79,7 +81,7 @@ def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser
     store = JobStore(workdir / "jobs.sqlite3")
     recover(store, workdir / "jobs")
     slots = make_slots(arguments.gpus, arguments.workers)
-    queue = JobQueue(store, workdir / "jobs", slots)
+    queue = JobQueue(store, workdir / "jobs", slots, entry)
     app = create_app(store, queue, workdir / "jobs", token,
                      ServerLimits(arguments.max_upload_mb * 1024 * 1024, arguments.max_voxels), slots,
                      option_tables(parser))

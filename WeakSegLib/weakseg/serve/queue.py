@@ -1,8 +1,9 @@
 """The job queue: each slot (a GPU, or one of N CPU workers) runs one job at a time.
 
-A job runs as the command line itself, ``python -m weakseg <command> ... --progress lines``,
-in the job's own folder (its working directory; every path in its command is relative to
-it and was chosen by the server). Progress lines become the job's percent and message;
+A job runs the command line itself, ``weakseg <command> ... --progress lines``, in a process
+of its own forked from a preloaded forkserver (:mod:`weakseg.serve.job_process`), in the
+job's own folder (its working directory; every path in its command is relative to it and
+was chosen by the server). Its ``PROGRESS`` lines become the job's percent and message;
 cancel sends SIGTERM to the job's process group (the command line stops at its next
 progress report and writes nothing), then SIGKILL after a grace period. The queue itself
 lives in the :class:`~weakseg.serve.store.JobStore`, so jobs wait across a restart.
@@ -13,20 +14,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from weakseg.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK
+from weakseg.serve import job_process
+from weakseg.serve.job_process import LOG_NAME, PROGRESS_NAME
 from weakseg.serve.store import CANCELLED, DONE, FAILED, JobStore
 from weakseg.serve.submission import MODEL_NAME
 
 PROGRESS_LINE = re.compile(r"^PROGRESS\s+(?P<percent>\d+(?:\.\d*)?)\s*(?P<message>.*)$")
-LOG_NAME = "log.txt"
 CANCEL_GRACE_SECONDS = 10.0
 PROGRESS_INTERVAL_SECONDS = 0.5
 
@@ -54,15 +55,18 @@ class JobQueue:
         store: the job table.
         jobs_folder: holds one folder per job id.
         slots: from :func:`make_slots`.
+        entry: the command line's ``main`` (``weakseg.cli.main``), run in each job's process.
     """
 
-    def __init__(self, store: JobStore, jobs_folder: Path, slots: list[Slot]) -> None:
+    def __init__(self, store: JobStore, jobs_folder: Path, slots: list[Slot], entry: Callable) -> None:
         self.store = store
+        self.entry = entry
         self.jobs_folder = Path(jobs_folder)
         self.slots = slots
         self._wake = threading.Condition()
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self._processes = job_process.context()
 
     def start(self) -> None:
         for slot in self.slots:
@@ -93,19 +97,13 @@ class JobQueue:
 
     def _run(self, job: dict, slot: Slot) -> None:
         folder = self.jobs_folder / job["id"]
-        environment = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=slot.visible_devices)
-        command = [sys.executable, "-m", "weakseg", job["command"], *job["arguments"], "--progress", "lines",
-                   "--device", slot.device]
-        with open(folder / LOG_NAME, "a", encoding="utf-8") as log:
-            process = subprocess.Popen(command, cwd=str(folder), env=environment, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
-                                       errors="replace", bufsize=1, start_new_session=True)
-            self.store.set_pid(job["id"], process.pid)
-            reader = threading.Thread(target=self._read_progress, args=(job["id"], process.stdout, log), daemon=True)
-            reader.start()
-            cancelled = self._supervise(job["id"], process)
-            reader.join(timeout=5.0)
-        code = process.returncode
+        arguments = [job["command"], *job["arguments"], "--progress", "lines", "--device", slot.device]
+        process = self._processes.Process(target=job_process.run, name=f"weakseg-job-{job['id']}",
+                                          args=(self.entry, arguments, str(folder), {"CUDA_VISIBLE_DEVICES": slot.visible_devices}))
+        process.start()
+        self.store.set_pid(job["id"], process.pid)
+        cancelled = self._supervise(job["id"], process, folder / PROGRESS_NAME)
+        code = process.exitcode
         if cancelled or code == EXIT_CANCELLED:
             self.store.finish(job["id"], CANCELLED, code, "cancelled")
         elif code == EXIT_OK:
@@ -115,37 +113,62 @@ class JobQueue:
             kind = "bad input" if code == EXIT_BAD_INPUT else f"exit code {code}"
             self.store.finish(job["id"], FAILED, code, f"{kind}: {reason}")
 
-    def _supervise(self, job_id: str, process: subprocess.Popen) -> bool:
-        """Wait for the process; on a cancel request stop its group. Returns True when cancelled."""
+    def _supervise(self, job_id: str, process, progress_path: Path) -> bool:
+        """Wait for the process, passing on its progress; on a cancel request stop its group.
+
+        Returns True when the job was cancelled.
+        """
         kill_at = None
-        while process.poll() is None:
+        progress = _ProgressFile(progress_path)
+        while process.is_alive():
+            latest = progress.latest()
+            if latest:
+                self.store.set_progress(job_id, *latest)
             if kill_at is None and (self.store.cancel_requested(job_id) or self._stopping):
                 _signal_group(process.pid, signal.SIGTERM)
                 kill_at = time.monotonic() + CANCEL_GRACE_SECONDS
             elif kill_at is not None and time.monotonic() > kill_at:
                 _signal_group(process.pid, signal.SIGKILL)
-            time.sleep(0.2)
+            process.join(timeout=PROGRESS_INTERVAL_SECONDS)
+        process.join()
         return kill_at is not None
 
-    def _read_progress(self, job_id: str, stream, log) -> None:
-        last = 0.0
-        for line in stream:
+
+class _ProgressFile:
+    """The newest ``PROGRESS <percent> <message>`` line a job's process has written to its stdout file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = ""
+
+    def latest(self) -> Optional[tuple]:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                handle.seek(self._offset)
+                text = handle.read()
+                self._offset = handle.tell()
+        except OSError:
+            return None
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        found = None
+        for line in lines:
             match = PROGRESS_LINE.match(line.strip())
-            if not match:
-                log.write(line)
-                continue
-            now = time.monotonic()
-            if now - last >= PROGRESS_INTERVAL_SECONDS or float(match.group("percent")) >= 100.0:
-                self.store.set_progress(job_id, min(100.0, float(match.group("percent"))), match.group("message"))
-                last = now
-        stream.close()
+            if match:
+                found = (min(100.0, float(match.group("percent"))), match.group("message"))
+        return found
 
 
 def _signal_group(pid: int, number: int) -> None:
+    """Signal the process group ``pid`` leads; the process alone if it has not made its group yet."""
     try:
         os.killpg(pid, number)
     except (ProcessLookupError, PermissionError):
-        pass
+        try:
+            os.kill(pid, number)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _error_line(log_path: Path) -> str:
