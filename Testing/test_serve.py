@@ -190,3 +190,41 @@ def _processes_working_in(folder: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_kill_9_during_a_training_then_restart_resumes_it_from_its_checkpoint(tmp_path):
+    from learning_tasks import write_two_blob_cohort
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_two_blob_cohort(data, 1, shape=(2, 32, 32))
+    files = [(f"data:{path.name.split('_')[0]}:{path.name.split('_')[1].split('.')[0]}", path.name, path.read_bytes())
+             for path in sorted(data.iterdir())]
+    options = ["--steps", "400", "--image-size", "16", "--channels", "4,8", "--batch-size", "2",
+               "--classes", "background,disk,square"]
+    workdir = tmp_path / "serve"
+    server = start_server(workdir)
+    try:
+        with server.client() as client:
+            answer = _submit(client, "train", files, options)
+            assert answer.status_code == 201, answer.text
+            job = answer.json()["id"]
+            checkpoint = workdir / "jobs" / job / "out" / "model.pt"
+            deadline = time.monotonic() + 120
+            while not checkpoint.is_file() and time.monotonic() < deadline:  # written at step 100
+                time.sleep(0.05)
+            assert client.get(f"/jobs/{job}").json()["state"] == "running", "the training ended before the kill"
+        server.stop(kill=True)
+        server = start_server(workdir, port=int(server.url.rsplit(":", 1)[1]))
+        with server.client() as client:
+            assert client.get(f"/jobs/{job}").json()["state"] in ("queued", "running")
+            done = wait_for(client, job, timeout=300)
+            assert done["state"] == "done" and done["files"] == ["model.pt"], done
+            model = tmp_path / "model.pt"
+            model.write_bytes(client.get(f"/jobs/{job}/files/model.pt").content)
+        import torch
+
+        assert torch.load(model, weights_only=True)["step"] == 400
+        assert "--resume" in (workdir / "jobs.sqlite3").read_bytes().decode("latin-1")
+    finally:
+        server.stop()
