@@ -1,12 +1,11 @@
-"""``torchrun --nproc-per-node 2 -m weakseg train`` on the CPU (gloo): same model as one process, resume, maag.
+"""``torchrun --nproc-per-node 2 -m weakseg train`` on the CPU (gloo): the model of one process, resume, refusals.
 
-Tolerance of the comparison with a single-process run of the same global batch: the two
-processes draw the same 8 slices and augmentations as one process would and average
-their gradients, but on the CPU torch has no SyncBatchNorm, so each process normalises
-its 4 slices with their own BatchNorm statistics, and each process's loss is normalised
-over its own share (class weights of its 4 slices). After 20 AdamW steps the weights
-differ by ~6 % (relative L2) where a run with another seed differs by ~80 %; the test
-asks for at most 10 % and at most a fifth of the other seed's distance.
+Two processes draw the same global batch, augmentation and dropout masks as one process,
+normalise BatchNorm and every loss term over the global batch and average their gradients,
+so they must end with one process's weights. Tolerance: a relative L2 distance of 1e-5 over
+all weights, for float rounding only (sums run in another order across two processes); measured
+7e-8 after 20 steps. Without the gradient all-reduce the distance is ~6e-2, without global
+BatchNorm statistics or without the global dropout masks ~4e-2.
 """
 
 from __future__ import annotations
@@ -25,11 +24,17 @@ COMMON = ["--classes", "background,disk,square", "--image-size", "32", "--channe
 
 
 def _train(folder: Path, out: str, *options: str, processes: int = 1) -> None:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)] \
-        if processes > 1 else [sys.executable]
+    """``weakseg train`` in this process (one process), or under torchrun with ``processes`` processes."""
+    arguments = ["train", str(folder / "data"), "--out", str(folder / out), *COMMON, *options]
+    if processes == 1:
+        from weakseg.cli import main
+
+        assert main(arguments) == 0
+        return
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
     environment = dict(os.environ, OMP_NUM_THREADS="1")
-    completed = subprocess.run([*launcher, "-m", "weakseg", "train", str(folder / "data"), "--out", str(folder / out),
-                                *COMMON, *options], env=environment, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run([*launcher, "-m", "weakseg", *arguments], env=environment, capture_output=True,
+                               text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
 
 
@@ -53,21 +58,21 @@ def test_two_processes_train_the_model_of_one_process_with_the_same_global_batch
     steps = ["--steps", "20", "--batch-size", "8"]
     _train(cohort, "one.pt", *steps)
     _train(cohort, "two.pt", *steps, processes=2)
-    _train(cohort, "other-seed.pt", *steps, "--seed", "1")
     checkpoint = torch.load(cohort / "two.pt", weights_only=True)
     assert checkpoint["step"] == 20 and not any(key.startswith("module.") for key in checkpoint["model"])
-    distance = _relative_distance(cohort / "one.pt", cohort / "two.pt")
-    other = _relative_distance(cohort / "one.pt", cohort / "other-seed.pt")
-    assert distance <= 0.10 and distance <= other / 5, (distance, other)
+    assert _relative_distance(cohort / "one.pt", cohort / "two.pt") <= 1e-5
     assert not [path.name for path in cohort.iterdir() if path.name.startswith(".two.pt")], "a temporary file stayed"
 
 
-def test_maag_trains_and_resumes_under_torchrun(cohort):
+def test_maag_under_torchrun_resumes_and_ends_with_the_single_process_model(cohort):
     maag = ["--method", "maag", "--split", "001-002", "--unpaired-split", "003", "--batch-size", "4"]
-    _train(cohort, "maag.pt", *maag, "--steps", "3", processes=2)
-    _train(cohort, "maag.pt", *maag, "--steps", "5", "--resume", processes=2)
-    checkpoint = torch.load(cohort / "maag.pt", weights_only=True)
+    _train(cohort, "maag-one.pt", *maag, "--steps", "3")  # a run of 3 steps continued to 5 (the learning
+    _train(cohort, "maag-one.pt", *maag, "--steps", "5", "--resume")  # rate decays over 3 steps, then over 5)
+    _train(cohort, "maag-two.pt", *maag, "--steps", "3", processes=2)
+    _train(cohort, "maag-two.pt", *maag, "--steps", "5", "--resume", processes=2)
+    checkpoint = torch.load(cohort / "maag-two.pt", weights_only=True)
     assert checkpoint["step"] == 5 and checkpoint["extra"]["shape_prior"]["discriminator"]
+    assert _relative_distance(cohort / "maag-one.pt", cohort / "maag-two.pt") <= 1e-5
 
 
 def test_methods_without_a_data_parallel_loop_refuse_torchrun(cohort, monkeypatch, capsys):

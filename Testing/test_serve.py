@@ -153,7 +153,7 @@ def test_fifty_concurrent_jobs_all_finish_with_their_own_results(server, tmp_pat
     print(f"50 predict jobs on 2 workers: {time.monotonic() - started:.1f} s")
 
 
-def test_kill_9_during_a_job_then_restart_reports_it_failed_and_serves_nothing(tmp_path):
+def test_kill_9_during_a_job_then_restart_reports_it_failed_serves_nothing_and_keeps_finished_results(tmp_path):
     image, _, scribbles = make_blob_volume(0, (2, 24, 24))
     files = [("image", "i.nrrd", _volume_bytes(tmp_path, image, "i.nrrd")),
              ("scribbles", "s.nrrd", _volume_bytes(tmp_path, scribbles, "s.nrrd"))]
@@ -161,6 +161,9 @@ def test_kill_9_during_a_job_then_restart_reports_it_failed_and_serves_nothing(t
     server = start_server(workdir)
     try:
         with server.client() as client:
+            finished = _submit(client, "segment", files, ["--method", "growcut", "--classes", ",".join(CLASSES)]).json()
+            assert wait_for(client, finished["id"])["state"] == "done"
+            result = client.get(f"/jobs/{finished['id']}/files/result.seg.nrrd").content
             job = _submit(client, "segment", files, ["--steps", "100000", "--classes", ",".join(CLASSES)]).json()["id"]
             deadline = time.monotonic() + 120
             while client.get(f"/jobs/{job}").json()["message"] in ("", "starting") and time.monotonic() < deadline:
@@ -174,6 +177,7 @@ def test_kill_9_during_a_job_then_restart_reports_it_failed_and_serves_nothing(t
             assert state["state"] == "failed" and "server stopped while the job was running" in state["error"], state
             assert state["files"] == []
             assert client.get(f"/jobs/{job}/files/result.seg.nrrd").status_code == 409
+            assert client.get(f"/jobs/{finished['id']}/files/result.seg.nrrd").content == result
         time.sleep(1.0)
         assert not _processes_working_in(folder), "the job's process outlived the server"
     finally:

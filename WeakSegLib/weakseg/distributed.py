@@ -11,9 +11,12 @@ into one process group (NCCL on CUDA, gloo on the CPU), and the training loop:
 * runs the network through :class:`torch.nn.parallel.DistributedDataParallel`, which
   averages the gradients over the processes before every optimiser step, so every copy
   of the model stays identical;
-* on CUDA converts BatchNorm to SyncBatchNorm (statistics over the whole global batch);
-  on the CPU torch has no SyncBatchNorm, so each process normalises with its share's
-  statistics, which is why a CPU run matches a single-process run only within a tolerance;
+* normalises with the statistics of the whole global batch: SyncBatchNorm on CUDA, and on
+  the CPU (where torch has no SyncBatchNorm) :class:`GlobalBatchNorm2d`;
+* normalises each loss term over the global batch (:meth:`TrainingContext.share_of_mean`) and
+  drops the channels one process would drop (:class:`GlobalDropout2d`), so on the CPU N
+  processes train the weights one process trains with the same ``--batch-size`` (to float
+  rounding); on CUDA, where kernels are not deterministic, to within rounding too;
 * writes checkpoints and the model from rank 0 only.
 
 Without ``WORLD_SIZE`` > 1 the context is a single process and changes nothing.
@@ -58,6 +61,24 @@ class TrainingContext:
             return batch
         share = batch.shape[0] // self.world_size
         return batch[self.rank * share:(self.rank + 1) * share]
+
+    def share_of_mean(self, share_sum: torch.Tensor, global_count: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """This process's part of a mean over the global batch: ``world_size * share_sum / global_count``.
+
+        DistributedDataParallel averages the processes' gradients, so these parts give exactly
+        the gradient of the global batch's mean. Zero (with a gradient path) when ``global_count`` is 0.
+        """
+        if float(global_count) == 0.0:
+            return like.sum() * 0.0
+        return share_sum * (self.world_size / global_count)
+
+    def average(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean over the processes of a (detached) value; the value itself for one process."""
+        if not self.distributed:
+            return value
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total / self.world_size
 
     def gather(self, shares: list[torch.Tensor]) -> list[torch.Tensor]:
         """The global batch of each (detached) tensor from every process's share, in rank order."""
@@ -123,11 +144,83 @@ def training_context(device: torch.device, batch_size: int) -> TrainingContext:
     return TrainingContext(world_size, rank, device)
 
 
-def for_training(module: torch.nn.Module, context: TrainingContext) -> torch.nn.Module:
-    """``module`` ready for data-parallel training: SyncBatchNorm on CUDA when distributed, else unchanged."""
-    if context.distributed and context.device.type == "cuda":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """BatchNorm over the global batch of all processes, for the CPU, where torch has no SyncBatchNorm.
+
+    The per-channel sums, sums of squares and counts of every process's share are added
+    with a differentiable all-reduce, so the forward pass normalises with the statistics one
+    process would compute on the whole global batch, and the backward pass carries the
+    gradient through them exactly. Running statistics are updated as BatchNorm2d would.
+    """
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(batch)
+        from torch.distributed.nn.functional import all_reduce
+
+        count = torch.tensor([batch.numel() / batch.shape[1]], dtype=batch.dtype, device=batch.device)
+        totals = all_reduce(torch.cat([batch.sum(dim=(0, 2, 3)), batch.pow(2).sum(dim=(0, 2, 3)), count]))
+        channels = batch.shape[1]
+        number = totals[-1]
+        mean = totals[:channels] / number
+        variance = totals[channels:2 * channels] / number - mean.pow(2)
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            unbiased = variance.detach() * number / (number - 1)
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach())
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased)
+        normalised = (batch - mean[None, :, None, None]) / torch.sqrt(variance[None, :, None, None] + self.eps)
+        return normalised * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+
+
+class GlobalDropout2d(torch.nn.Dropout2d):
+    """Channel dropout that draws the masks of the whole global batch and keeps this process's rows.
+
+    Every process holds the same random state, so each draws the masks one process would draw
+    for the global batch, in the same order, and all processes together drop exactly what one
+    process would (the same draw as :func:`torch.nn.functional.dropout2d`'s).
+    """
+
+    def __init__(self, p: float, world_size: int, rank: int) -> None:
+        super().__init__(p)
+        self.world_size = world_size
+        self.rank = rank
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return batch
+        share = batch.shape[0]
+        noise = batch.new_empty((share * self.world_size, batch.shape[1], 1, 1)).bernoulli_(1 - self.p)
+        noise.div_(1 - self.p)
+        return batch * noise[self.rank * share:(self.rank + 1) * share]
+
+
+def _global_layers(module: torch.nn.Module, context: TrainingContext) -> torch.nn.Module:
+    """``module`` with every BatchNorm2d and Dropout2d replaced by their global-batch versions (same parameters)."""
+    for name, child in module.named_children():
+        if type(child) is torch.nn.BatchNorm2d:
+            replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                            child.track_running_stats)
+            replacement.load_state_dict(child.state_dict())
+            setattr(module, name, replacement)
+        elif type(child) is torch.nn.Dropout2d:
+            setattr(module, name, GlobalDropout2d(child.p, context.world_size, context.rank))
+        else:
+            _global_layers(child, context)
     return module
+
+
+def for_training(module: torch.nn.Module, context: TrainingContext) -> torch.nn.Module:
+    """``module`` ready for data-parallel training; unchanged for one process.
+
+    BatchNorm normalises over the global batch (SyncBatchNorm on CUDA, :class:`GlobalBatchNorm2d`
+    on the CPU) and channel dropout draws the global batch's masks (:class:`GlobalDropout2d`).
+    """
+    if not context.distributed:
+        return module
+    if context.device.type == "cuda":
+        module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _global_layers(module, context)
 
 
 def refuse_distributed(method: str) -> None:

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from weakseg.cases import CohortCase
 from weakseg.contract import UNLABELLED
 from weakseg.data import augment, resize_labels
-from weakseg.distributed import for_training, training_context
+from weakseg.distributed import TrainingContext, for_training, training_context
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image
@@ -57,10 +57,19 @@ def _load_training_data(cases, class_names, size, progress: Progress):
 
 
 
-def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight: float) -> torch.Tensor:
-    """Balanced pCE + regularisers (+ self-training on confident predictions)."""
-    weights = balanced_class_weights(labels, num_classes).to(logits.device)
-    loss = partial_cross_entropy(logits, labels, weights)
+def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight: float, context: TrainingContext,
+               global_labels: torch.Tensor) -> torch.Tensor:
+    """Balanced pCE + regularisers (+ self-training on confident predictions).
+
+    ``labels`` are this process's share of the global batch's ``global_labels``: the class
+    weights and the pCE's normaliser come from the global batch, so that the processes'
+    averaged gradient is the global batch's (:meth:`TrainingContext.share_of_mean`).
+    """
+    weights = balanced_class_weights(global_labels, num_classes).to(logits.device)
+    labelled = global_labels[global_labels != UNLABELLED].to(logits.device)
+    loss = context.share_of_mean(
+        F.cross_entropy(logits, labels, weight=weights, ignore_index=UNLABELLED, reduction="sum"),
+        weights[labelled].sum(), logits)
     if config.entropy_weight:
         loss = loss + config.entropy_weight * entropy_minimisation(logits)
     if config.tv_weight:
@@ -171,6 +180,7 @@ def train_cohort(
         batch, (target, far) = augment(
             images[pick], [labels[pick], outside[pick]], generator, config.max_rotation_degrees, config.max_scale
         )
+        global_target, global_far = target, far
         batch, target, far = context.shard(batch), context.shard(target), context.shard(far)
         if prior:
             scale_logits = forward(batch.to(device))
@@ -181,13 +191,15 @@ def train_cohort(
         if config.pseudo_label_weight and step >= warmup_steps:
             ramp = min(1.0, (step - warmup_steps + 1) / max(1, config.steps // 10))
             pseudo_weight = config.pseudo_label_weight * ramp
-        loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight)
+        loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight, context, global_target)
         if config.outside_weight:
             background = torch.where(far == 1, 0, UNLABELLED).to(device)
-            loss = loss + config.outside_weight * partial_cross_entropy(logits, background)
+            loss = loss + config.outside_weight * context.share_of_mean(
+                F.cross_entropy(logits, background, ignore_index=UNLABELLED, reduction="sum"),
+                (global_far == 1).sum().to(device), logits)
         if prior:
             prior.train_critic(context.gather(scale_logits), step, config.steps)
-            loss = loss + prior.segmenter_loss(scale_logits, loss)
+            loss = loss + prior.segmenter_loss(scale_logits, loss, context.average)
         return loss
 
     def checkpoint(step: int) -> None:
@@ -209,6 +221,8 @@ def train_cohort(
 
     if stored is not None:
         restore_random_state(stored, generator)
+    else:
+        torch.manual_seed(config.seed)  # dropout draws from torch's global generator: same seed, same run
     try:
         run_training(network, optimizer, compute_loss, config.steps, config.learning_rate, progress.part(0.06, 1.0),
                      start_step=start_step, checkpoint=checkpoint, checkpoint_every=config.checkpoint_every)
