@@ -232,3 +232,17 @@ def test_kill_9_during_a_training_then_restart_resumes_it_from_its_checkpoint(tm
         assert "--resume" in (workdir / "jobs.sqlite3").read_bytes().decode("latin-1")
     finally:
         server.stop()
+
+
+def test_bad_server_options_are_refused_with_one_line(tmp_path, capsys):
+    from weakseg.cli import main
+
+    token = tmp_path / "token"
+    token.write_text("a-shared-token-of-enough-length\n")
+    token.chmod(0o644)
+    cases = [(["--port", "0"], "--port 0: out of range"),
+             (["--ssl-certfile", str(token)], "--ssl-certfile and --ssl-keyfile: give both or neither"),
+             (["--token-file", str(token)], "token file is readable by other users (mode 644)")]
+    for options, message in cases:
+        assert main(["serve", "--workdir", str(tmp_path / "work"), *options]) == 2
+        assert message in capsys.readouterr().err

@@ -7,12 +7,14 @@ Building the parser imports neither FastAPI nor torch; :func:`serve_command` imp
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Callable
 
 from weakseg.errors import WeakSegInputError
 
 DEFAULT_PORT = 8760
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_UPLOAD_MEGABYTES = 2048
 
 
@@ -85,6 +87,13 @@ def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser
     app = create_app(store, queue, workdir / "jobs", token,
                      ServerLimits(arguments.max_upload_mb * 1024 * 1024, arguments.max_voxels), slots,
                      option_tables(parser))
+    if arguments.host not in LOOPBACK_HOSTS and not arguments.ssl_certfile:
+        print(f"weakseg serve: warning: listening on {arguments.host} without TLS; the token crosses the network in "
+              "clear text (use --ssl-certfile/--ssl-keyfile, a reverse proxy with TLS, or an SSH tunnel)",
+              file=sys.stderr)
+    print(f"weakseg serve: http{'s' if arguments.ssl_certfile else ''}://{arguments.host}:{arguments.port} "
+          f"({len(slots)} slot(s): {', '.join(slot.name for slot in slots)}); token in "
+          f"{arguments.token_file or workdir / TOKEN_FILE_NAME}", file=sys.stderr)
     queue.start()
     try:
         uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning",
