@@ -103,3 +103,21 @@ def _stripes(shape):
     masks["LV"][:, 10, 2:8] = True
     masks["RV"][:, 20, 20:28] = True
     return masks
+
+
+def test_a_server_lost_during_a_job_ends_it_with_a_clear_error_instead_of_raising_from_poll(tmp_path, monkeypatch):
+    from WeakSegExtensionLib import remote
+
+    arguments = ["segment", str(tmp_path / "image.nrrd"), "--scribbles", str(tmp_path / "s.nrrd"), "--out",
+                 str(tmp_path / "result.nrrd"), "--method", "growcut", "--progress", "lines"]
+    runner = remote.RemoteRunner(ComputeSettings("server", f"http://127.0.0.1:{free_port()}", "x" * 20), arguments)
+    assert runner.plan.files == [("image", tmp_path / "image.nrrd"), ("scribbles", tmp_path / "s.nrrd")]
+    assert runner.plan.options == ["--method", "growcut"] and runner.plan.resultFormat == ".nrrd"
+    runner.jobId, runner._state = "0" * 32, {"state": "running", "percent": 10.0, "message": "training"}
+    monkeypatch.setattr(remote, "POLL_INTERVAL_SECONDS", 0.0)
+    runner.poll()
+    assert not runner.finished  # unreachable, but within the grace period
+    monkeypatch.setattr(remote, "LOST_CONTACT_SECONDS", 0.0)
+    time.sleep(0.01)
+    assert runner.finished and runner.returncode == 1
+    assert "lost contact with the server" in runner.errorMessage()

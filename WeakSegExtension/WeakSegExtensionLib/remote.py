@@ -33,6 +33,9 @@ LOCAL = "local"
 SERVER = "server"
 REQUEST_TIMEOUT_SECONDS = 30.0
 POLL_INTERVAL_SECONDS = 0.5
+# How long a running job's server may stay unreachable (a network blip, a restart) before the
+# job is given up as failed; the server keeps the job, so its result can still be fetched later.
+LOST_CONTACT_SECONDS = 60.0
 CHUNK_BYTES = 1 << 20
 # Options of a local command line that a server run leaves out: the server sets them, or
 # (warm start cache) they only make sense on this computer.
@@ -275,6 +278,7 @@ class RemoteRunner:
         self._reported: tuple = ()
         self._finished = False
         self._error = ""
+        self._unreachableSince: Optional[float] = None
 
     @property
     def pid(self) -> None:
@@ -291,10 +295,24 @@ class RemoteRunner:
         if not force and time.monotonic() - self._lastPoll < POLL_INTERVAL_SECONDS:
             return
         self._lastPoll = time.monotonic()
-        self._state = self.client.job(self.jobId)
-        if self._state["state"] in ("done", "failed", "cancelled"):
+        try:
+            self._state = self.client.job(self.jobId)
             if self._state["state"] == "done":
                 self._downloadResults()
+        except (WeakSegProcessError, WeakSegInputError) as error:
+            self._lostContact(error)
+            return
+        self._unreachableSince = None
+        if self._state["state"] in ("done", "failed", "cancelled"):
+            self._finished = True
+
+    def _lostContact(self, error: Exception) -> None:
+        """Keep polling through a short outage; after :data:`LOST_CONTACT_SECONDS` end the job as failed."""
+        now = time.monotonic()
+        self._unreachableSince = self._unreachableSince or now
+        if now - self._unreachableSince > LOST_CONTACT_SECONDS:
+            self._error = f"lost contact with the server for {LOST_CONTACT_SECONDS:.0f} s (server job {self.jobId}): {error}"
+            self._state = {**self._state, "state": "failed", "returncode": 1}
             self._finished = True
 
     def _downloadResults(self) -> None:
@@ -355,7 +373,12 @@ class RemoteRunner:
             return
         if not self.cancelled:
             self.cancelled = True
-            self._state = self.client.cancel(self.jobId)
+            try:
+                self._state = self.client.cancel(self.jobId)
+            except (WeakSegProcessError, WeakSegInputError) as error:
+                self._error = f"cancelled here, but the server could not be told ({error})"
+                self._state = {**self._state, "state": "cancelled"}
+                self._finished = True
         while wait and not self._finished:
             self._refresh(force=True)
             time.sleep(0.2)
