@@ -50,6 +50,7 @@ class Breakage:
 LIB = "WeakSegLib/weakseg/"
 REGRESSIONS = "Testing/test_learning_regressions.py::"
 RESUME = "Testing/test_resume.py::"
+DISTRIBUTED = "Testing/test_distributed.py::test_two_processes_train_the_model_of_one_process_with_the_same_global_batch"
 
 BREAKAGES = (
     Breakage(
@@ -171,6 +172,30 @@ BREAKAGES = (
         "model.segmenter.load_state_dict(stored.segmenter.state_dict())",
         "pass",
         (RESUME + "test_image_label_resume_equals_an_uninterrupted_run",),
+    ),
+    Breakage(
+        "torchrun-no-gradient-all-reduce",
+        "under torchrun each process trains on its own share without averaging gradients",
+        LIB + "distributed.py",
+        "        return DistributedDataParallel(module, device_ids=device_ids)",
+        "        return module",
+        (DISTRIBUTED,),
+    ),
+    Breakage(
+        "torchrun-per-process-batch-norm",
+        "under torchrun on the CPU BatchNorm normalises with each process's share only",
+        LIB + "distributed.py",
+        "        if type(child) is torch.nn.BatchNorm2d:",
+        "        if False:",
+        (DISTRIBUTED,),
+    ),
+    Breakage(
+        "torchrun-per-process-dropout",
+        "under torchrun every process draws the dropout masks of its own share",
+        LIB + "distributed.py",
+        "        return batch * noise[self.rank * share:(self.rank + 1) * share]",
+        "        return batch * noise[:share]",
+        (DISTRIBUTED,),
     ),
 )
 
