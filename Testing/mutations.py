@@ -105,8 +105,8 @@ BREAKAGES = (
         "pce-counts-unlabelled",
         "partial cross-entropy counts unlabelled voxels as background",
         LIB + "losses.py",
-        "F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index)",
-        "F.cross_entropy(logits, labels.masked_fill(labels == ignore_index, 0), weight=class_weights)",
+        "F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index, reduction=reduction)",
+        "F.cross_entropy(logits, labels.masked_fill(labels == ignore_index, 0), weight=class_weights, reduction=reduction)",
         (REGRESSIONS + "test_pce_segments_held_out_volumes_without_scribbles",),
     ),
     Breakage(

@@ -13,7 +13,8 @@ into one process group (NCCL on CUDA, gloo on the CPU), and the training loop:
   of the model stays identical;
 * normalises with the statistics of the whole global batch: SyncBatchNorm on CUDA, and on
   the CPU (where torch has no SyncBatchNorm) :class:`GlobalBatchNorm2d`;
-* normalises each loss term over the global batch (:meth:`TrainingContext.share_of_mean`) and
+* normalises each loss term over the global batch (each process's share of the sum, times
+  the number of processes, over the global batch's count: DDP's average is then the global loss) and
   drops the channels one process would drop (:class:`GlobalDropout2d`), so on the CPU N
   processes train the weights one process trains with the same ``--batch-size`` (to float
   rounding); on CUDA, where kernels are not deterministic, to within rounding too;
@@ -61,16 +62,6 @@ class TrainingContext:
             return batch
         share = batch.shape[0] // self.world_size
         return batch[self.rank * share:(self.rank + 1) * share]
-
-    def share_of_mean(self, share_sum: torch.Tensor, global_count: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """This process's part of a mean over the global batch: ``world_size * share_sum / global_count``.
-
-        DistributedDataParallel averages the processes' gradients, so these parts give exactly
-        the gradient of the global batch's mean. Zero (with a gradient path) when ``global_count`` is 0.
-        """
-        if float(global_count) == 0.0:
-            return like.sum() * 0.0
-        return share_sum * (self.world_size / global_count)
 
     def average(self, value: torch.Tensor) -> torch.Tensor:
         """The mean over the processes of a (detached) value; the value itself for one process."""

@@ -62,14 +62,13 @@ def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight:
     """Balanced pCE + regularisers (+ self-training on confident predictions).
 
     ``labels`` are this process's share of the global batch's ``global_labels``: the class
-    weights and the pCE's normaliser come from the global batch, so that the processes'
-    averaged gradient is the global batch's (:meth:`TrainingContext.share_of_mean`).
+    weights and the pCE's normaliser come from the global batch, and the share is scaled by
+    the number of processes, so that their averaged gradient is the global batch's. (The
+    self-training term, off by default and not a command-line option, is this share's own.)
     """
     weights = balanced_class_weights(global_labels, num_classes).to(logits.device)
     labelled = global_labels[global_labels != UNLABELLED].to(logits.device)
-    loss = context.share_of_mean(
-        F.cross_entropy(logits, labels, weight=weights, ignore_index=UNLABELLED, reduction="sum"),
-        weights[labelled].sum(), logits)
+    loss = context.world_size * partial_cross_entropy(logits, labels, weights, normaliser=weights[labelled].sum())
     if config.entropy_weight:
         loss = loss + config.entropy_weight * entropy_minimisation(logits)
     if config.tv_weight:
@@ -194,9 +193,8 @@ def train_cohort(
         loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight, context, global_target)
         if config.outside_weight:
             background = torch.where(far == 1, 0, UNLABELLED).to(device)
-            loss = loss + config.outside_weight * context.share_of_mean(
-                F.cross_entropy(logits, background, ignore_index=UNLABELLED, reduction="sum"),
-                (global_far == 1).sum().to(device), logits)
+            loss = loss + config.outside_weight * context.world_size * partial_cross_entropy(
+                logits, background, normaliser=(global_far == 1).sum().to(device))
         if prior:
             prior.train_critic(context.gather(scale_logits), step, config.steps)
             loss = loss + prior.segmenter_loss(scale_logits, loss, context.average)
