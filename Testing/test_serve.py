@@ -242,7 +242,43 @@ def test_bad_server_options_are_refused_with_one_line(tmp_path, capsys):
     token.chmod(0o644)
     cases = [(["--port", "0"], "--port 0: out of range"),
              (["--ssl-certfile", str(token)], "--ssl-certfile and --ssl-keyfile: give both or neither"),
-             (["--token-file", str(token)], "token file is readable by other users (mode 644)")]
+             (["--token-file", str(token)], "token file is readable by other users (mode 644)"),
+             (["--gpus", "0,1,2", "--train-processes", "2"], "3 GPU(s) do not split into groups of --train-processes 2")]
     for options, message in cases:
         assert main(["serve", "--workdir", str(tmp_path / "work"), *options]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_server_with_train_processes_trains_data_parallel_and_returns_the_single_process_model(tmp_path):
+    import torch
+
+    from learning_tasks import write_two_blob_cohort
+    from weakseg.cli import main
+    from weakseg.serve.queue import make_slots
+
+    assert [(slot.name, slot.visible_devices) for slot in make_slots("0,1,2,3", 1, 2)] == [("gpu0-1", "0,1"),
+                                                                                           ("gpu2-3", "2,3")]
+    data = tmp_path / "data"
+    data.mkdir()
+    write_two_blob_cohort(data, 2)
+    options = ["--steps", "10", "--batch-size", "4", "--image-size", "32", "--channels", "4,8,16",
+               "--classes", "background,disk,square"]
+    assert main(["train", str(data), "--out", str(tmp_path / "one.pt"), "--progress", "none", *options]) == 0
+    files = [(f"data:{path.name.split('_')[0]}:{path.name.split('_')[1].split('.')[0]}", path.name, path.read_bytes())
+             for path in sorted(data.iterdir())]
+    server = start_server(tmp_path / "serve", "--train-processes", "2")
+    try:
+        with server.client() as client:
+            job = wait_for(client, _submit(client, "train", files, options).json()["id"], timeout=300)
+            assert job["state"] == "done", job
+            (tmp_path / "two.pt").write_bytes(client.get(f"/jobs/{job['id']}/files/model.pt").content)
+            odd = ["3" if item == "4" else item for item in options]  # --batch-size 3 over 2 processes
+            refused = wait_for(client, _submit(client, "train", files, odd).json()["id"], timeout=300)
+            assert refused["state"] == "failed" and "does not split evenly over 2 processes" in refused["error"], refused
+    finally:
+        server.stop()
+    one = torch.load(tmp_path / "one.pt", weights_only=True)["model"]
+    two = torch.load(tmp_path / "two.pt", weights_only=True)["model"]
+    keys = [key for key, value in one.items() if value.is_floating_point() and "running" not in key]
+    distance = sum(float((one[key] - two[key]).pow(2).sum()) for key in keys) ** 0.5
+    assert distance <= 1e-5 * sum(float(one[key].pow(2).sum()) for key in keys) ** 0.5

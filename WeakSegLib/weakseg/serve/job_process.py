@@ -48,6 +48,14 @@ def run(entry: Callable[[list], Optional[int]], arguments: list, folder: str, en
     os._exit(status)
 
 
+def torchrun(processes: int, arguments: list) -> int:
+    """``torchrun --standalone --nproc-per-node <processes> -m weakseg <arguments>`` (a data-parallel training)."""
+    from torch.distributed.run import main as launch
+
+    launch(["--standalone", "--nproc-per-node", str(processes), "-m", "weakseg", *arguments])
+    return 0
+
+
 def context() -> multiprocessing.context.BaseContext:
     """The forkserver context, preloading torch, SimpleITK and the command line (:data:`PRELOADED`)."""
     forkserver = multiprocessing.get_context("forkserver")

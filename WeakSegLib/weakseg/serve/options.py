@@ -32,6 +32,10 @@ def add_serve_parser(commands) -> None:
                        help="folder of the job table, the token and one folder per job (default ./weakseg-serve)")
     serve.add_argument("--gpus", help="GPUs to run jobs on, one job per GPU at a time, e.g. 0,1 (default: the CPU)")
     serve.add_argument("--workers", type=int, default=1, help="jobs run at once on the CPU (without --gpus; default 1)")
+    serve.add_argument("--train-processes", type=int, default=1,
+                       help="training jobs of cohort, pce and maag run data-parallel as this many processes (torchrun): "
+                            "with --gpus, each job gets a group of this many GPUs (one job per group at a time); "
+                            "on the CPU, this many gloo processes (default 1)")
     serve.add_argument("--token-file", help="file holding the bearer token (default WORKDIR/token, made if missing)")
     serve.add_argument("--max-upload-mb", type=int, default=DEFAULT_UPLOAD_MEGABYTES,
                        help=f"largest request body in MiB (default {DEFAULT_UPLOAD_MEGABYTES})")
@@ -56,6 +60,7 @@ def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser
         arguments.max_voxels = MAX_IMAGE_VALUES
 
     for option, value, least in (("--port", arguments.port, 1), ("--workers", arguments.workers, 1),
+                                 ("--train-processes", arguments.train_processes, 1),
                                  ("--max-upload-mb", arguments.max_upload_mb, 1), ("--max-voxels", arguments.max_voxels, 1)):
         if value < least or (option == "--port" and value > 65535):
             raise WeakSegInputError(f"{option} {value}: out of range")
@@ -75,6 +80,7 @@ def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser
     from weakseg.serve.store import JobStore
     from weakseg.serve.submission import option_tables
 
+    slots = make_slots(arguments.gpus, arguments.workers, arguments.train_processes)
     workdir = Path(arguments.workdir)
     if workdir.exists() and not workdir.is_dir():
         raise WeakSegInputError(f"--workdir {workdir}: not a folder")
@@ -82,7 +88,6 @@ def serve_command(arguments: argparse.Namespace, parser: argparse.ArgumentParser
     token = load_or_create_token(Path(arguments.token_file) if arguments.token_file else workdir / TOKEN_FILE_NAME)
     store = JobStore(workdir / "jobs.sqlite3")
     recover(store, workdir / "jobs")
-    slots = make_slots(arguments.gpus, arguments.workers)
     queue = JobQueue(store, workdir / "jobs", slots, entry)
     app = create_app(store, queue, workdir / "jobs", token,
                      ServerLimits(arguments.max_upload_mb * 1024 * 1024, arguments.max_voxels), slots,

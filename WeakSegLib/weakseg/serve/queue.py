@@ -11,6 +11,7 @@ lives in the :class:`~weakseg.serve.store.JobStore`, so jobs wait across a resta
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -25,7 +26,8 @@ from weakseg.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_
 from weakseg.serve import job_process
 from weakseg.serve.job_process import LOG_NAME, PROGRESS_NAME
 from weakseg.serve.store import CANCELLED, DONE, FAILED, JobStore
-from weakseg.serve.submission import MODEL_NAME
+from weakseg.errors import WeakSegInputError
+from weakseg.serve.submission import MODEL_NAME, data_parallel_training
 
 PROGRESS_LINE = re.compile(r"^PROGRESS\s+(?P<percent>\d+(?:\.\d*)?)\s*(?P<message>.*)$")
 CANCEL_GRACE_SECONDS = 10.0
@@ -34,18 +36,29 @@ PROGRESS_INTERVAL_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class Slot:
-    """Where a job runs: its name, the CUDA devices its process sees, and ``--device``."""
+    """Where a job runs: its name, the CUDA devices its process sees, ``--device``, and how many
+    data-parallel processes a training of cohort, pce or maag runs as (torchrun, one per GPU)."""
 
     name: str
     visible_devices: str
     device: str
+    train_processes: int = 1
 
 
-def make_slots(gpus: Optional[str], workers: int) -> list[Slot]:
-    """One slot per GPU of ``gpus`` (``"0,1"``), else ``workers`` CPU slots."""
-    if gpus:
-        return [Slot(f"gpu{index}", index, "cuda") for index in (item.strip() for item in gpus.split(",")) if index]
-    return [Slot(f"cpu{number}", "", "cpu") for number in range(1, workers + 1)]
+def make_slots(gpus: Optional[str], workers: int, train_processes: int = 1) -> list[Slot]:
+    """One slot per group of ``train_processes`` GPUs of ``gpus`` (``"0,1,2,3"``), else ``workers`` CPU slots.
+
+    Raises:
+        WeakSegInputError: the GPUs do not split into groups of ``train_processes``.
+    """
+    if not gpus:
+        return [Slot(f"cpu{number}", "", "cpu", train_processes) for number in range(1, workers + 1)]
+    ids = [item.strip() for item in gpus.split(",") if item.strip()]
+    if not ids or len(ids) % train_processes:
+        raise WeakSegInputError(f"--gpus {gpus}: {len(ids)} GPU(s) do not split into groups of --train-processes "
+                                f"{train_processes}")
+    groups = [ids[start:start + train_processes] for start in range(0, len(ids), train_processes)]
+    return [Slot("gpu" + "-".join(group), ",".join(group), "cuda", train_processes) for group in groups]
 
 
 class JobQueue:
@@ -98,8 +111,11 @@ class JobQueue:
     def _run(self, job: dict, slot: Slot) -> None:
         folder = self.jobs_folder / job["id"]
         arguments = [job["command"], *job["arguments"], "--progress", "lines", "--device", slot.device]
+        entry = self.entry
+        if slot.train_processes > 1 and job["command"] == "train" and data_parallel_training(job["arguments"]):
+            entry = functools.partial(job_process.torchrun, slot.train_processes)
         process = self._processes.Process(target=job_process.run, name=f"weakseg-job-{job['id']}",
-                                          args=(self.entry, arguments, str(folder), {"CUDA_VISIBLE_DEVICES": slot.visible_devices}))
+                                          args=(entry, arguments, str(folder), {"CUDA_VISIBLE_DEVICES": slot.visible_devices}))
         process.start()
         self.store.set_pid(job["id"], process.pid)
         cancelled = self._supervise(job["id"], process, folder / PROGRESS_NAME)

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+from weakseg.errors import WeakSegInputError
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
 
 COMMANDS = ("segment", "train", "predict")
@@ -204,3 +205,18 @@ def _command_line(command: str, arguments: list[str], uploads: list[Upload], ima
     if any(upload.relative_path.startswith("in/unpaired/") for upload in uploads):
         line += ["--unpaired-masks", "in/unpaired"]
     return JobPlan(command, uploads, line + arguments, resumable=True)
+
+
+def data_parallel_training(arguments: list) -> bool:
+    """True when a ``train`` job's arguments ask for a method that trains data-parallel (cohort, pce, maag)."""
+    from weakseg.methods.registry import method_named
+    from weakseg.methods.spec import TRAINED
+
+    if "--method" in arguments and arguments.index("--method") + 1 < len(arguments):
+        name = arguments[arguments.index("--method") + 1]
+    else:
+        name = "imagelabel" if "--image-labels" in arguments else "cohort"
+    try:
+        return method_named(name, TRAINED).data_parallel
+    except WeakSegInputError:
+        return False
