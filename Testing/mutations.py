@@ -50,6 +50,7 @@ class Breakage:
 LIB = "WeakSegLib/weakseg/"
 REGRESSIONS = "Testing/test_learning_regressions.py::"
 RESUME = "Testing/test_resume.py::"
+DISTRIBUTED = "Testing/test_distributed.py::test_two_processes_train_the_model_of_one_process_with_the_same_global_batch"
 
 BREAKAGES = (
     Breakage(
@@ -104,8 +105,8 @@ BREAKAGES = (
         "pce-counts-unlabelled",
         "partial cross-entropy counts unlabelled voxels as background",
         LIB + "losses.py",
-        "F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index)",
-        "F.cross_entropy(logits, labels.masked_fill(labels == ignore_index, 0), weight=class_weights)",
+        "F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index, reduction=reduction)",
+        "F.cross_entropy(logits, labels.masked_fill(labels == ignore_index, 0), weight=class_weights, reduction=reduction)",
         (REGRESSIONS + "test_pce_segments_held_out_volumes_without_scribbles",),
     ),
     Breakage(
@@ -171,6 +172,30 @@ BREAKAGES = (
         "model.segmenter.load_state_dict(stored.segmenter.state_dict())",
         "pass",
         (RESUME + "test_image_label_resume_equals_an_uninterrupted_run",),
+    ),
+    Breakage(
+        "torchrun-no-gradient-all-reduce",
+        "under torchrun each process trains on its own share without averaging gradients",
+        LIB + "distributed.py",
+        "        return DistributedDataParallel(module, device_ids=device_ids)",
+        "        return module",
+        (DISTRIBUTED,),
+    ),
+    Breakage(
+        "torchrun-per-process-batch-norm",
+        "under torchrun on the CPU BatchNorm normalises with each process's share only",
+        LIB + "distributed.py",
+        "        if type(child) is torch.nn.BatchNorm2d:",
+        "        if False:",
+        (DISTRIBUTED,),
+    ),
+    Breakage(
+        "torchrun-per-process-dropout",
+        "under torchrun every process draws the dropout masks of its own share",
+        LIB + "distributed.py",
+        "        return batch * noise[self.rank * share:(self.rank + 1) * share]",
+        "        return batch * noise[:share]",
+        (DISTRIBUTED,),
     ),
 )
 

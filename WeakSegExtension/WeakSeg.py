@@ -21,7 +21,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from WeakSegExtensionLib import cohort_labels, diagnosis_panel, install, method_menus, mrml_bridge, segment_editor
+from WeakSegExtensionLib import (cohort_labels, compute_panel, diagnosis_panel, install, method_menus, mrml_bridge,
+                                 segment_editor)
 from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError
 from WeakSegExtensionLib.logic import WeakSegLogic
 
@@ -88,7 +89,7 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._methodMenus = method_menus.MethodMenus(self.ui.methodComboBox, self.ui.trainingMethodComboBox, qt.Qt.ToolTipRole)
         for menu in self._methodMenus.menus:
             menu.comboBox.connect("currentIndexChanged(int)", lambda index, menu=menu: menu.choose(index, self._parameterNode))
-
+        self._computePanel = compute_panel.ComputePanel(self.ui, self.logic, qt.QSettings())  # this computer or a server
         segment_editor.embedEditor(self.ui.segmentEditorWidget, slicer.mrmlScene)
         self.ui.cohortTable.setColumnCount(len(cohort_labels.COHORT_COLUMNS))
         self.ui.cohortTable.setHorizontalHeaderLabels(list(cohort_labels.COHORT_COLUMNS))

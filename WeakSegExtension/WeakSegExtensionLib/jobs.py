@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegInputError, WeakSegProcessError
+from WeakSegExtensionLib.errors import WeakSegCancelledError, WeakSegError, WeakSegInputError, WeakSegProcessError
 from WeakSegExtensionLib.runner import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, CliRunner, LogEvent, ProgressEvent
 
 ProgressCallback = Callable[[float, str], None]
@@ -34,6 +34,8 @@ class WeakSegJob:
         fileDescriptions: file path -> words for it ("volume 'MRHead'"); used to rewrite
             error messages of the command line so they name nodes instead of temporary files.
         logCallback: receives every log line of the process.
+        runner: what runs the command (a :class:`~WeakSegExtensionLib.remote.RemoteRunner` for a
+            server); a local :class:`CliRunner` of ``command`` by default.
     """
 
     def __init__(
@@ -45,10 +47,11 @@ class WeakSegJob:
         fileDescriptions: dict[str, str] | None = None,
         logCallback: LogCallback | None = None,
         keepWorkDirectory: bool = False,
+        runner=None,
     ):
         self.title = title
         self.workDirectory = Path(workDirectory)
-        self.runner = CliRunner(command)
+        self.runner = runner if runner is not None else CliRunner(command)
         self.percent = 0.0
         self.message = "starting"
         self._finish = finish
@@ -66,6 +69,9 @@ class WeakSegJob:
         except OSError as error:
             self._cleanup()
             raise WeakSegProcessError(f"{self.title}: cannot start {self.runner.command[0]} ({error})") from None
+        except WeakSegError:
+            self._cleanup()
+            raise
         return self
 
     @property

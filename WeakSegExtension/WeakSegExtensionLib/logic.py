@@ -37,6 +37,7 @@ from WeakSegExtensionLib.library_contract import PREDICTIONS_FILE
 from WeakSegExtensionLib.jobs import LogCallback, ProgressCallback, WeakSegJob
 from WeakSegExtensionLib.method_menus import PER_IMAGE_USAGE, TRAINED_USAGE
 from WeakSegExtensionLib.mrml_bridge import BACKGROUND, UNLABELLED, describeNode
+from WeakSegExtensionLib.remote import SERVER, ComputeSettings, RemoteRunner, ServerClient
 from WeakSegExtensionLib.result_segments import ResultHistory, SegmentationResult, classColor, writeSegments
 
 try:
@@ -70,6 +71,8 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             by default. Tests pass another interpreter or script here.
         temporaryDirectory: where working folders are made (Slicer's temporary folder by default).
         logCallback: receives log lines of the command line process.
+        compute: where jobs run: this computer (default) or a ``weakseg serve`` server
+            (:class:`~WeakSegExtensionLib.remote.ComputeSettings`; may be replaced at any time).
 
     ``warmStartDirectory`` (``<temporaryDirectory>/WeakSeg-warm-start`` by default; None turns
     it off) keeps the network of each ``weakseg`` segmentation, keyed by the volume's voxels:
@@ -83,6 +86,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         cliCommand: Sequence[str] | None = None,
         temporaryDirectory: str | None = None,
         logCallback: LogCallback | None = None,
+        compute: ComputeSettings | None = None,
     ):
         if ScriptedLoadableModuleLogic is not object:
             ScriptedLoadableModuleLogic.__init__(self)
@@ -93,6 +97,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             temporaryDirectory = slicer.app.temporaryPath
         self.temporaryDirectory = temporaryDirectory
         self.logCallback = logCallback
+        self.compute = compute or ComputeSettings()
         self.history = ResultHistory()
         self._methodCatalog: list[dict] | None = None
         self.warmStartDirectory: str | None = str(Path(temporaryDirectory or tempfile.gettempdir()) / "WeakSeg-warm-start")
@@ -105,6 +110,8 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         Each entry has ``name``, ``aliases``, ``usage`` (``per-image`` / ``trained``),
         ``learns_from``, ``adapts_to_scribbles``, ``needs_unpaired_masks`` and ``options``.
         """
+        if self._methodCatalog is None and self.compute.mode == SERVER:
+            return ServerClient(self.compute).methods()
         if self._methodCatalog is None:
             self.checkDependencies()
             completed = subprocess.run([*self.cliCommand, "methods", "--json"], capture_output=True, text=True,
@@ -129,8 +136,9 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
     # -- dependencies --------------------------------------------------------------------------
 
     def missingDependencies(self) -> list[str]:
-        """Packages the command line needs that this Python cannot import (empty when all are there)."""
-        return install.missingPackages()
+        """Packages the command line needs that this Python cannot import (empty when all are there, or when
+        computing on a server)."""
+        return install.missingPackages() if self.compute.mode != SERVER else []
 
     def checkDependencies(self) -> None:
         """Raise :class:`WeakSegDependencyError` with install instructions if a package is missing."""
@@ -278,8 +286,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             return SegmentationResult(volumeNode, resultLabels, list(classNames), method)
 
         descriptions = {imagePath: describeNode(volumeNode), scribblePath: describeNode(scribbleSegmentationNode)}
-        job = WeakSegJob(f"Segmenting {describeNode(volumeNode)}", command, work, finish, descriptions, self.logCallback)
-        return job.start()
+        return self._job(f"Segmenting {describeNode(volumeNode)}", command, work, finish, descriptions)
 
     def segmentFromScribbles(
         self,
@@ -496,7 +503,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             return str(modelPath)
 
         title = f"Training on {len(cases)} volume(s)"
-        return WeakSegJob(title, command, work, finish, {str(work / "data"): "the cohort"}, self.logCallback).start()
+        return self._job(title, command, work, finish, {str(work / "data"): "the cohort"})
 
     def trainCohort(self, volumeNodes: Sequence, modelPath: str | os.PathLike, classNames: Sequence[str] | None = None,
                     resume: bool = False, progressCallback: ProgressCallback | None = None,
@@ -533,7 +540,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
             return results
 
         descriptions = {path: describeNode(node) for path, node in zip(inputs, cases.values())}
-        return WeakSegJob(f"Applying {modelPath.name}", command, work, finish, descriptions, self.logCallback).start()
+        return self._job(f"Applying {modelPath.name}", command, work, finish, descriptions)
 
     def applyModel(self, modelPath: str | os.PathLike, volumeNodes: Sequence,
                    progressCallback: ProgressCallback | None = None, extraArguments: Sequence[str] = ()) -> list:
@@ -552,6 +559,17 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         labels = mrml_bridge.readLabelmapFile(candidates[0], mrml_bridge.volumeGeometry(volumeNode))
         classNames = [BACKGROUND] + [f"class_{code}" for code in range(1, max(int(labels.max()), 1) + 1)]
         return SegmentationResult(volumeNode, labels, classNames, method)
+
+    def _job(self, title: str, command: list, work: Path, finish, descriptions: dict) -> WeakSegJob:
+        """Start ``command`` here, or on the server of :attr:`compute` (same progress, cancel and result)."""
+        runner = None
+        if self.compute.mode == SERVER:
+            try:
+                runner = RemoteRunner(self.compute, command[len(self.cliCommand):])
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        return WeakSegJob(title, command, work, finish, descriptions, self.logCallback, runner=runner).start()
 
     def _workDirectory(self, purpose: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"WeakSeg-{purpose}-", dir=self.temporaryDirectory))

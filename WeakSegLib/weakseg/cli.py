@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, help="training steps of the interactive method (default: its own)")
     _add_common(demo)
 
+    from weakseg.serve.options import add_serve_parser
+
+    add_serve_parser(commands)
+
     methods = commands.add_parser("methods", help="list the methods, what they learn from and their options")
     methods.add_argument("--json", action="store_true", help="machine-readable (the Slicer module reads it)")
     return parser
@@ -351,6 +355,10 @@ def _run(arguments: argparse.Namespace, progress: Progress) -> str | None:
 
     if arguments.command == "methods":
         return commands.methods_command(arguments)
+    if arguments.command == "serve":
+        from weakseg.serve.options import serve_command
+
+        return serve_command(arguments, build_parser(), main)
     if arguments.command == "demo":
         from weakseg.cli_checks import check_count, check_output_folder
         from weakseg.demo import run_demo

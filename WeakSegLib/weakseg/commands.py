@@ -144,6 +144,10 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
     from weakseg.engine import pick_device
 
     spec = _training_method(arguments)
+    if not spec.data_parallel:
+        from weakseg.distributed import refuse_distributed
+
+        refuse_distributed(spec.name)
     check_output_file(arguments.out, "--out", (MODEL_SUFFIX,))
     if arguments.resume:
         check_input_file(arguments.out, "model file to resume")

@@ -17,15 +17,20 @@ def partial_cross_entropy(
     labels: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     ignore_index: int = UNLABELLED,
+    normaliser: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over labelled voxels only (pCE; Tang et al. 2018, Lin et al. 2016).
 
     Returns 0 (with a gradient path) when a batch holds no labelled voxel, so callers
-    need no special case.
+    need no special case. The weighted sum is divided by ``normaliser`` when given (the
+    weight sum of a larger batch this one is a share of, :mod:`weakseg.distributed`), else by
+    this batch's own weight sum (the mean).
     """
     if not bool((labels != ignore_index).any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index)
+    reduction = "mean" if normaliser is None else "sum"
+    loss = F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index, reduction=reduction)
+    return loss if normaliser is None else loss / normaliser
 
 
 def balanced_class_weights(labels: torch.Tensor, num_classes: int, ignore_index: int = UNLABELLED) -> torch.Tensor:

@@ -59,6 +59,10 @@ class Progress:
         return Progress(self._callback, self._should_cancel, self._start + span * start, self._start + span * end,
                         self.profile)
 
+    def muted(self) -> "Progress":
+        """The same task and cancellation without reports (the other processes of a torchrun training)."""
+        return Progress(None, self._should_cancel, self._start, self._end, self.profile)
+
     def stage(self, name: str) -> ContextManager[None]:
         """``with progress.stage("training"):`` times the block in the profile, if any (see :mod:`weakseg.profiling`)."""
         return self.profile.stage(name) if self.profile is not None else nullcontext()

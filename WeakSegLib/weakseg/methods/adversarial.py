@@ -26,6 +26,8 @@ softmax probabilities at each decoder scale.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch.nn import functional as F
 
@@ -123,10 +125,15 @@ class AdversarialShapePrior(LeastSquaresCritic):
         self.device = device
         self.generator = generator
 
-    def segmenter_loss(self, scale_logits: list[torch.Tensor], supervised_loss: torch.Tensor) -> torch.Tensor:
-        """The segmenter's adversarial term, scaled to ``adversarial_weight`` x the supervised term."""
+    def segmenter_loss(self, scale_logits: list[torch.Tensor], supervised_loss: torch.Tensor,
+                       average: Callable[[torch.Tensor], torch.Tensor] = lambda value: value) -> torch.Tensor:
+        """The segmenter's adversarial term, scaled to ``adversarial_weight`` x the supervised term.
+
+        ``average`` turns a process's value into the mean over the processes of a data-parallel
+        run (:meth:`weakseg.distributed.TrainingContext.average`), so the scale is the global batch's.
+        """
         loss = self.fooling_loss([F.softmax(logits, dim=1) for logits in scale_logits])
-        scale = self.adversarial_weight * supervised_loss.detach() / loss.detach().clamp(min=1e-6)
+        scale = self.adversarial_weight * average(supervised_loss.detach()) / average(loss.detach()).clamp(min=1e-6)
         return scale * loss
 
     def train_critic(self, scale_logits: list[torch.Tensor], step: int, total_steps: int) -> float:

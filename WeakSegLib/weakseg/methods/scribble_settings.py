@@ -43,7 +43,7 @@ class CohortConfig(StoredSettings):
     adversarial_weight: float = setting(0.0, "--adversarial-weight", "adversarial shape-prior term relative to the supervised term", 0.0, 100.0)
     image_size: int = setting(128, "--image-size", "side in pixels every slice is resized to (192-256 on a GPU)", 16, 2048)
     channels: tuple[int, ...] = setting(None, "--channels", "U-Net widths per level, finest first (16,32,64,128,256 on a GPU)", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
-    dropout: float = 0.1
+    dropout: float = setting(0.1, "--dropout", "channel dropout in the U-Net's bottleneck (0 = off)", 0.0, 0.9)
     steps: int = setting(3000, "--steps", "training steps", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate (polynomial decay to 0)", 1e-8, 10.0)

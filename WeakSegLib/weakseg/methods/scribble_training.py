@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from weakseg.cases import CohortCase
 from weakseg.contract import UNLABELLED
 from weakseg.data import augment, resize_labels
+from weakseg.distributed import TrainingContext, for_training, training_context
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image
@@ -56,10 +57,18 @@ def _load_training_data(cases, class_names, size, progress: Progress):
 
 
 
-def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight: float) -> torch.Tensor:
-    """Balanced pCE + regularisers (+ self-training on confident predictions)."""
-    weights = balanced_class_weights(labels, num_classes).to(logits.device)
-    loss = partial_cross_entropy(logits, labels, weights)
+def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight: float, context: TrainingContext,
+               global_labels: torch.Tensor) -> torch.Tensor:
+    """Balanced pCE + regularisers (+ self-training on confident predictions).
+
+    ``labels`` are this process's share of the global batch's ``global_labels``: the class
+    weights and the pCE's normaliser come from the global batch, and the share is scaled by
+    the number of processes, so that their averaged gradient is the global batch's. (The
+    self-training term, off by default and not a command-line option, is this share's own.)
+    """
+    weights = balanced_class_weights(global_labels, num_classes).to(logits.device)
+    labelled = global_labels[global_labels != UNLABELLED].to(logits.device)
+    loss = context.world_size * partial_cross_entropy(logits, labels, weights, normaliser=weights[labelled].sum())
     if config.entropy_weight:
         loss = loss + config.entropy_weight * entropy_minimisation(logits)
     if config.tv_weight:
@@ -106,7 +115,10 @@ def train_cohort(
             missing/foreign checkpoint, different class names or network settings, or
             ``config.steps`` not beyond the stored step.
     """
-    device = _resolve_device(device)
+    context = training_context(_resolve_device(device), config.batch_size)
+    device = context.device
+    if not context.is_main:
+        progress = progress.muted()
     class_names = list(class_names)
     check_class_names(class_names, "class names")
     if not cases:
@@ -133,7 +145,7 @@ def train_cohort(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        network = build_scribble_network(in_channels, len(class_names), config).to(device)
+        network = for_training(build_scribble_network(in_channels, len(class_names), config), context).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     if stored is not None:
         if stored["metadata"].get("model_config", {}).get("in_channels") != in_channels:
@@ -160,27 +172,32 @@ def train_cohort(
         if stored is not None and (stored.get("extra") or {}).get("shape_prior"):
             prior.load_state(stored["extra"]["shape_prior"])
 
+    forward = context.wrap(_AllScales(network) if prior else network)
+
     def compute_loss(step: int) -> torch.Tensor:
         pick = scribbled[torch.randint(len(scribbled), (config.batch_size,), generator=generator)]
         batch, (target, far) = augment(
             images[pick], [labels[pick], outside[pick]], generator, config.max_rotation_degrees, config.max_scale
         )
+        global_target, global_far = target, far
+        batch, target, far = context.shard(batch), context.shard(target), context.shard(far)
         if prior:
-            scale_logits = network.forward_scales(batch.to(device))
+            scale_logits = forward(batch.to(device))
             logits = scale_logits[0]
         else:
-            logits = network(batch.to(device))
+            logits = forward(batch.to(device))
         pseudo_weight = 0.0
         if config.pseudo_label_weight and step >= warmup_steps:
             ramp = min(1.0, (step - warmup_steps + 1) / max(1, config.steps // 10))
             pseudo_weight = config.pseudo_label_weight * ramp
-        loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight)
+        loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight, context, global_target)
         if config.outside_weight:
             background = torch.where(far == 1, 0, UNLABELLED).to(device)
-            loss = loss + config.outside_weight * partial_cross_entropy(logits, background)
+            loss = loss + config.outside_weight * context.world_size * partial_cross_entropy(
+                logits, background, normaliser=(global_far == 1).sum().to(device))
         if prior:
-            prior.train_critic(scale_logits, step, config.steps)
-            loss = loss + prior.segmenter_loss(scale_logits, loss)
+            prior.train_critic(context.gather(scale_logits), step, config.steps)
+            loss = loss + prior.segmenter_loss(scale_logits, loss, context.average)
         return loss
 
     def checkpoint(step: int) -> None:
@@ -196,21 +213,30 @@ def train_cohort(
             "unpaired_mask_cases": [mask.case for mask in unpaired_masks or []],
         }
         extra = {"shape_prior": prior.state()} if prior else None
-        save_checkpoint(out_path, network, optimizer, step, metadata, extra, generator)
+        if context.is_main:
+            save_checkpoint(out_path, network, optimizer, step, metadata, extra, generator)
+        context.barrier()
 
     if stored is not None:
         restore_random_state(stored, generator)
-    run_training(
-        network,
-        optimizer,
-        compute_loss,
-        config.steps,
-        config.learning_rate,
-        progress.part(0.06, 1.0),
-        start_step=start_step,
-        checkpoint=checkpoint,
-        checkpoint_every=config.checkpoint_every,
-    )
+    else:
+        torch.manual_seed(config.seed)  # dropout draws from torch's global generator: same seed, same run
+    try:
+        run_training(network, optimizer, compute_loss, config.steps, config.learning_rate, progress.part(0.06, 1.0),
+                     start_step=start_step, checkpoint=checkpoint, checkpoint_every=config.checkpoint_every)
+    finally:
+        context.close()
+
+
+class _AllScales(torch.nn.Module):
+    """The segmenter's logits at every scale through ``forward``, so DistributedDataParallel sees the call."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        return self.network.forward_scales(batch)
 
 
 def _check_resumable(stored: dict, path: str, config: CohortConfig, class_names: list[str]) -> int:

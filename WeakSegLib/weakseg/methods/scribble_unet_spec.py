@@ -29,4 +29,5 @@ def scribble_unet_spec(name: str, summary: str, learns_from: tuple[str, ...], de
         model_kind=MODEL_KIND,
         needs_unpaired_masks=shape_prior,
         hidden_options=() if shape_prior else ("--adversarial-weight",),
+        data_parallel=True,
     )

@@ -88,6 +88,7 @@ class MethodSpec:
         model_kind: the ``method`` a model file of this method records in its metadata.
         needs_unpaired_masks: training refuses to start without unpaired masks.
         hidden_options: options of the settings dataclass this method does not offer.
+        data_parallel: trains data-parallel under ``torchrun`` (:mod:`weakseg.distributed`).
     """
 
     name: str
@@ -107,6 +108,7 @@ class MethodSpec:
     model_kind: str = ""
     needs_unpaired_masks: bool = False
     hidden_options: tuple[str, ...] = ()
+    data_parallel: bool = False
 
     def function(self, role: str) -> Callable:
         """The function this method names for ``role`` (``"train"``, ``"predict"``, ...), imported now."""
