@@ -343,22 +343,24 @@ def _train_segmenter(model: ImageLabelModel, images, labels, positive, negative,
 # --------------------------------------------------------------------------- prediction
 
 
-def predict_slices(model: ImageLabelModel, images: torch.Tensor) -> torch.Tensor:
-    """Softmax ``(N, K, S, S)`` of prepared slices, averaged over left-right and up-down flips."""
-    return flip_averaged_softmax(model.segmenter, images, model.device)
+def predict_slices(model: ImageLabelModel, images: torch.Tensor, post_processing: bool = True) -> torch.Tensor:
+    """Softmax ``(N, K, S, S)`` of prepared slices, averaged over left-right and up-down flips (unless not ``post_processing``)."""
+    return flip_averaged_softmax(model.segmenter, images, model.device, post_processing=post_processing)
 
 
 def segment_volume(
     model: ImageLabelModel, array: np.ndarray, spacing_zyx: tuple[float, float, float], crf: bool | None = None,
-    appearance: bool | None = None,
+    appearance: bool | None = None, post_processing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment a ``(C, Z, Y, X)`` image: uint8 labels ``(Z, Y, X)`` and probabilities ``(K, Z, Y, X)``.
 
-    ``crf`` and ``appearance`` override the model's settings (None keeps them).
+    ``crf`` and ``appearance`` override the model's settings (None keeps them);
+    ``post_processing=False`` drops the flip averaging (:mod:`weakseg.inference`).
     """
     _check_channels(model, array)
     normalised = normalise_intensity(array)
-    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess))
+    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess),
+                                   post_processing)
     probabilities = _to_image_grid(probabilities, array.shape[-2:])
     if model.config.appearance if appearance is None else appearance:
         probabilities = _appearance_refined(model, normalised, probabilities)
@@ -480,9 +482,10 @@ def train(request: TrainingRequest) -> None:
                             request.out_path, resume=request.resume)
 
 
-def predict_image(model: ImageLabelModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
+def predict_image(model: ImageLabelModel, image: LoadedImage, progress: Progress = SILENT,
+                  post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Segment a :class:`~weakseg.io.LoadedImage` (the ``predict`` of the method spec)."""
     progress.report(0.0, "segmenting")
-    labels, probabilities = segment_volume(model, image.array, image.spacing_zyx)
+    labels, probabilities = segment_volume(model, image.array, image.spacing_zyx, post_processing=post_processing)
     progress.report(1.0, "segmented")
     return labels, probabilities

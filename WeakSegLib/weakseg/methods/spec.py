@@ -77,7 +77,7 @@ class MethodSpec:
         segment: ``module:function`` (per-image methods): ``(image, scribbles, settings, device, progress) -> labels``.
         train: ``module:function`` (trained methods): ``(request: TrainingRequest) -> None``.
         load: ``module:function``: ``(path, device, payload) -> model`` with ``class_names``.
-        predict: ``module:function``: ``(model, image, progress) -> (labels, probabilities)``.
+        predict: ``module:function``: ``(model, image, progress, post_processing=True) -> (labels, probabilities)``.
         adapt: ``module:function`` or "": ``(model, image, scribbles, progress, seed) -> (labels, probabilities)``.
         model_kind: the ``method`` a model file of this method records in its metadata.
         needs_unpaired_masks: training refuses to start without unpaired masks.
