@@ -123,7 +123,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         if first.kind == "bool":
             parser.add_argument(option, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(option, metavar=first.kind.upper(), help=help_text)
+            metavar = "{" + ",".join(first.choices) + "}" if first.choices else first.kind.upper()
+            parser.add_argument(option, metavar=metavar, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,6 +69,10 @@ def parse_option(field: OptionField, text: Any) -> Any:
     """The value of ``field``'s option from the command line, checked against its range."""
     if field.kind == "bool":
         return bool(text)
+    if field.kind == "str":
+        if text not in field.choices:
+            raise WeakSegInputError(f"{field.option} {text!r}: expected one of {', '.join(field.choices)}")
+        return text
     if field.kind == "ints":
         try:
             values = tuple(int(item) for item in str(text).split(","))

@@ -1,7 +1,7 @@
 """Networks used by the WeakSeg methods, and the one way to rebuild them from a model file."""
 
 from weakseg.models.attention_unet import AttentionUNet2D
-from weakseg.models.discriminator import MultiScaleDiscriminator
+from weakseg.models.discriminator import MultiScaleDiscriminator, SqueezeMultiScaleDiscriminator
 from weakseg.models.unet import UNet2D
 
 ARCHITECTURES = {UNet2D.architecture: UNet2D, AttentionUNet2D.architecture: AttentionUNet2D}
@@ -22,4 +22,4 @@ def build_network(model_config: dict) -> UNet2D:
     )
 
 
-__all__ = ["ARCHITECTURES", "AttentionUNet2D", "MultiScaleDiscriminator", "UNet2D", "build_network"]
+__all__ = ["ARCHITECTURES", "AttentionUNet2D", "MultiScaleDiscriminator", "SqueezeMultiScaleDiscriminator", "UNet2D", "build_network"]
