@@ -248,6 +248,9 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--steps", type=int,
                             help="training steps of the classifier and of each round (default: the method's own)")
     imagelabel.add_argument("--image-size", type=int, help="slices are resized to this square size (default 128)")
+    imagelabel.add_argument("--class-balance", choices=("dataset", "image"),
+                            help="pseudo-label cut-off per class: over all slices (dataset) or per slice (image); "
+                                 "default: the method's own")
     imagelabel.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     imagelabel.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(imagelabel)

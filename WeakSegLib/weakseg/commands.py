@@ -230,7 +230,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
             data_dir=arguments.data_dir, out=arguments.out, methods=methods or IMAGELABEL_METHODS,
             layout=arguments.layout, train_split=arguments.train_split, test_split=arguments.test_split,
             channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, image_size=arguments.image_size,
-            overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
+            class_balance=arguments.class_balance, overlays=arguments.overlays, device=arguments.device,
+            seed=arguments.seed)
         return run_imagelabel_bench(options, progress).text
     if arguments.kind == "transfer":
         return _transfer_bench(arguments, methods, progress)

@@ -9,19 +9,22 @@ slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resiz
    multi-label BCE, batches drawn half from slices showing a class and half from healthy
    ones. Its class activation maps localise each class.
 2. **Pseudo labels** (:mod:`weakseg.methods.pseudo_labels`) of every labelled slice: only
-   the classes its label names, class-balanced per-image confidence, SLIC superpixel
-   voting; unreliable pixels unlabelled; healthy slices all background. In the first
-   round the activations are the CAMs sharpened by each volume's appearance model
-   (:mod:`weakseg.methods.appearance`, seeded where the CAM is at least ``cam_seed``).
+   the classes its label names, class-balanced confidence (per slice, or per class over
+   all slices as class-balanced self-training defines it: ``class_balance``), SLIC
+   superpixel voting; unreliable pixels unlabelled; healthy slices all background: the
+   generator of Dong et al. (ICCV 2019). In the first round the activations are the CAMs
+   sharpened by each volume's appearance model (:mod:`weakseg.methods.appearance`, seeded
+   where the CAM is at least ``cam_seed``; WeakSeg's own step, in no paper cited here).
 3. **Segmentation network** (:class:`~weakseg.models.UNet2D`) trained with partial
-   cross-entropy on the confident pixels, in ``rounds`` rounds of
-   self-training (Dong et al., ICCV 2019; Lee 2013): the first round uses only the
+   cross-entropy on the confident pixels, in ``rounds`` rounds of self-training
+   (pseudo-labels, Lee 2013; iteratively adding harder samples as Dong et al., ICCV 2019
+   "Semantic-transferable weakly-supervised endoscopic lesions segmentation", do): the first round uses only the
    ``first_round_share`` of lesion slices the classifier is most sure of; every later
    round regenerates the pseudo labels from the network's own probabilities (same
    generator, same class restriction) and adds the next, harder slices, ranked by the
    network's confidence, until the last round uses all of them. Healthy slices are
    used in every round.
-4. **Appearance refinement** at the image's own resolution: the network's surest pixels
+4. **Appearance refinement** (WeakSeg's own) at the image's own resolution: the network's surest pixels
    (probability at least ``network_seed``) seed the image's own appearance model, which
    redraws the edges of what the network found (on the slices where it found a class),
    and follows each lesion into the slices beyond its ends where the network found
@@ -282,9 +285,11 @@ def _self_train(model: ImageLabelModel, images, presence, volume_index, progress
             activations = probabilities[:, 1:]
             confidence = _segmentation_confidence(probabilities)
         params = config.pseudo_label_params(from_network=round_index > 0)
+        codes = [(torch.nonzero(presence[index])[:, 0] + 1).tolist() for index in positive.tolist()]
+        cutoffs = (dataset_cutoffs(activations.numpy(), codes, params) if config.class_balance == "dataset"
+                   else None)
         for row, index in enumerate(positive.tolist()):
-            codes = (torch.nonzero(presence[index])[:, 0] + 1).tolist()
-            pseudo = make_pseudo_labels(images[index].numpy(), activations[row].numpy(), codes, params)
+            pseudo = make_pseudo_labels(images[index].numpy(), activations[row].numpy(), codes[row], params, cutoffs)
             labels[index] = torch.from_numpy(pseudo.astype(np.int64))
         share = config.first_round_share + (1 - config.first_round_share) * round_index / max(config.rounds - 1, 1)
         chosen = positive[torch.argsort(confidence, descending=True)[: max(1, round(share * len(positive)))]]

@@ -76,6 +76,8 @@ class CohortConfig(StoredSettings):
         check_unet_image_size(self.image_size, self.channels)
         if self.adversarial_weight and self.architecture != "attention-unet2d":
             raise WeakSegInputError("the adversarial shape prior needs the attention-unet2d architecture")
+        if self.variant not in ("weakseg", "paper"):
+            raise WeakSegInputError(f"--variant {self.variant!r}: expected weakseg or paper")
         if self.variant == "paper" and not self.adversarial_weight:
             raise WeakSegInputError("--variant paper: the published method has its adversarial term on "
                                     "(--adversarial-weight > 0)")
