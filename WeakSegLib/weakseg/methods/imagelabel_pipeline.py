@@ -59,7 +59,7 @@ from weakseg.methods.appearance import foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.imagelabel import MODEL_KIND as METHOD_NAME
 from weakseg.methods.imagelabel import ImageLabelConfig
-from weakseg.methods.pseudo_labels import make_pseudo_labels
+from weakseg.methods.pseudo_labels import dataset_cutoffs, make_pseudo_labels
 from weakseg.methods.spec import TrainingRequest
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
