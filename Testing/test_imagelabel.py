@@ -58,6 +58,19 @@ def test_pipeline_trains_saves_loads_and_segments(tmp_path):
     assert cam.shape == probabilities.shape
 
 
+def test_dataset_class_balance_trains_and_is_stored(tmp_path):
+    torch.manual_seed(0)
+    volumes = []
+    for seed in range(2):
+        image, mask = _lesion_volume(seed)
+        volumes.append(LabelledVolume(f"v{seed}", image, slice_labels_from_mask(mask, CLASSES)))
+    path = tmp_path / "model.pt"
+    train_image_label_model(volumes, CLASSES, ImageLabelConfig(**{**TINY, "class_balance": "dataset"}), out_path=path)
+    assert load_image_label_model(path).config.class_balance == "dataset"
+    with pytest.raises(WeakSegInputError, match="--class-balance 'slice'"):
+        ImageLabelConfig(class_balance="slice").check()
+
+
 def test_interrupted_training_resumes_from_the_last_finished_stage(tmp_path):
     from weakseg.engine import load_checkpoint
     from weakseg.errors import CancelledError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from weakseg.errors import WeakSegInputError
-from weakseg.methods.pseudo_labels import PseudoLabelParams, confident_pixels, make_pseudo_labels
+from weakseg.methods.pseudo_labels import PseudoLabelParams, confident_pixels, dataset_cutoffs, make_pseudo_labels
 from weakseg.weak_labels import UNLABELLED
 
 
@@ -96,3 +96,21 @@ def test_bad_inputs_are_named():
         make_pseudo_labels(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)), [2])
     with pytest.raises(WeakSegInputError, match="vote"):
         PseudoLabelParams(vote=1.5)
+
+
+def test_dataset_class_balance_keeps_a_fixed_share_of_each_class_over_all_images():
+    """CBST's rule (Zou et al., ECCV 2018): one cut-off per class over the set, not per image."""
+    params = PseudoLabelParams(threshold=0.5, foreground_fraction=0.5, background_fraction=1.0, superpixels=0)
+    bright = np.zeros((1, 4, 5), dtype=np.float32)
+    bright[0, :2] = np.linspace(0.90, 0.99, 10).reshape(2, 5)
+    faint = np.zeros((1, 4, 5), dtype=np.float32)
+    faint[0, :2] = np.linspace(0.60, 0.69, 10).reshape(2, 5)
+    cutoffs = dataset_cutoffs([bright, faint], [[1], [1]], params)
+    assert 0.69 < cutoffs[1] < 0.90
+    image = np.zeros((1, 4, 5), dtype=np.float32)
+    by_set = [make_pseudo_labels(image, maps, [1], params, cutoffs) for maps in (bright, faint)]
+    by_image = [make_pseudo_labels(image, maps, [1], params) for maps in (bright, faint)]
+    assert [int((labels == 1).sum()) for labels in by_set] == [10, 0]  # half of all lesion pixels: the bright ones
+    assert [int((labels == 1).sum()) for labels in by_image] == [5, 5]  # half of each image's
+    assert all((labels[2:] == 0).all() for labels in by_set)  # background kept whole (fraction 1)
+    assert dataset_cutoffs([bright], [[]], params) == {}  # a healthy image takes no part

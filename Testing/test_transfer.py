@@ -245,6 +245,9 @@ def test_bench_trains_rows_derives_image_labels_from_scribbles_and_scores_dice_a
     assert list(labels) == ["tgt0"]  # only the training case; the test case's scribbles are not read
     rows = (out / "cases.csv").read_text().splitlines()
     assert rows[0] == "case,method,seconds,dice_bright,hd95_bright,dice_dim,hd95_dim"
-    assert [row.split(",")[:2] for row in rows[1:]] == [["tgt1", "source-only"], ["tgt1", "transfer+scribbles"]]
+    assert [row.split(",")[:2] for row in rows[1:]] == [["tgt1", "source-only"], ["tgt1", "source-only (raw)"],
+                                                         ["tgt1", "transfer+scribbles"],
+                                                         ["tgt1", "transfer+scribbles (raw)"]]
     assert (out / "overlay_tgt1_transfer_scribbles.png").exists()
+    assert (out / "overlay_tgt1_transfer_scribbles-raw.png").exists()
     assert torch.load(out / "source-only.pt", weights_only=True)["metadata"]["config"]["centroid_weight"] == 0.0

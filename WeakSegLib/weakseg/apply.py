@@ -98,6 +98,11 @@ def segment_image(
     return spec.function("segment")(image, scribbles, settings, device, progress, seed, WarmStartCache(cache_dir))
 
 
-def predict_image(model: TrainedModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
-    """Segment ``image`` with a trained model, without scribbles: labels ``(Z, Y, X)``, probabilities ``(K, Z, Y, X)``."""
-    return model.spec.function("predict")(model.model, image, progress)
+def predict_image(model: TrainedModel, image: LoadedImage, progress: Progress = SILENT,
+                  post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Segment ``image`` with a trained model, without scribbles: labels ``(Z, Y, X)``, probabilities ``(K, Z, Y, X)``.
+
+    ``post_processing=False`` returns the network's raw output (no flip averaging, no
+    largest-component filter; :mod:`weakseg.inference`); True keeps the model's own settings.
+    """
+    return model.spec.function("predict")(model.model, image, progress, post_processing=post_processing)

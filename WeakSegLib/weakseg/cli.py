@@ -123,7 +123,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         if first.kind == "bool":
             parser.add_argument(option, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(option, metavar=first.kind.upper(), help=help_text)
+            metavar = "{" + ",".join(first.choices) + "}" if first.choices else first.kind.upper()
+            parser.add_argument(option, metavar=metavar, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--format", default=".seg.nrrd", choices=(".seg.nrrd", ".nii.gz", ".nrrd"),
                          help="output file type")
+    predict.add_argument("--no-post-processing", action="store_true",
+                         help="the network's raw output: no flip averaging, no largest-component filter")
     _add_common(predict)
 
     evaluate = commands.add_parser("evaluate", help="per-class Dice, Jaccard, HD95, sensitivity, specificity")
@@ -203,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_post_processing(parser) -> None:
+    """``--post-processing`` of the benchmarks that score trained models."""
+    parser.add_argument("--post-processing", default="on,off",
+                        help="score trained models with (on) and/or without (off: rows 'NAME (raw)', no flip "
+                             "averaging, no largest-component filter) post-processing; default on,off")
+
+
 def _add_bench(commands) -> None:
     from weakseg.bench.imagelabel import IMAGELABEL_METHODS
     from weakseg.bench.scribbles import DEFAULT_METHODS, bench_method_names
@@ -224,6 +234,7 @@ def _add_bench(commands) -> None:
                            help="a trained model, benchmarked as method NAME (default name: cohort; any name, "
                                 "e.g. maag-long) instead of training one; repeat for several models")
     scribbles.add_argument("--cohort-steps", type=int, help="training steps of the trained methods")
+    _add_post_processing(scribbles)
     _add_unpaired(scribbles)
     scribbles.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     scribbles.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
@@ -244,6 +255,9 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--steps", type=int,
                             help="training steps of the classifier and of each round (default: the method's own)")
     imagelabel.add_argument("--image-size", type=int, help="slices are resized to this square size (default 128)")
+    imagelabel.add_argument("--class-balance", choices=("dataset", "image"),
+                            help="pseudo-label cut-off per class: over all slices (dataset) or per slice (image); "
+                                 "default: the method's own")
     imagelabel.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     imagelabel.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(imagelabel)
@@ -265,6 +279,7 @@ def _add_bench(commands) -> None:
     transfer.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                           help="a trained model benchmarked as row NAME instead of training it; repeat")
     transfer.add_argument("--steps", type=int, help="training steps of every trained row (default: each method's own)")
+    _add_post_processing(transfer)
     transfer.add_argument("--out", default="bench-out", help="folder for the CSV, the models and overlay PNGs")
     transfer.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(transfer)

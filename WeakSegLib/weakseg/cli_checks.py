@@ -70,6 +70,8 @@ def parse_option(field: OptionField, text: Any) -> Any:
     if field.kind == "bool":
         return bool(text)
     if field.kind == "str":
+        if field.choices and text not in field.choices:
+            raise WeakSegInputError(f"{field.option} {text!r}: expected one of {', '.join(field.choices)}")
         return str(text)
     if field.kind == "ints":
         try:

@@ -201,7 +201,7 @@ def predict_command(arguments: argparse.Namespace, progress: Progress) -> None:
     predictions = []
     for index, image in enumerate(images):
         part = progress.part(index / len(images), (index + 1) / len(images))
-        labels, _ = predict_image(model, image, part)
+        labels, _ = predict_image(model, image, part, post_processing=not arguments.no_post_processing)
         name = Path(image.path).name
         stem = name[: len(name) - len(suffix_of(name))]
         write_result(output_folder / f"{stem}{arguments.format}", labels, image.reference, model.class_names)
@@ -267,11 +267,13 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
             data_dir=arguments.data_dir, out=arguments.out, methods=methods or IMAGELABEL_METHODS,
             layout=arguments.layout, train_split=arguments.train_split, test_split=arguments.test_split,
             channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, image_size=arguments.image_size,
-            overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
+            class_balance=arguments.class_balance, overlays=arguments.overlays, device=arguments.device,
+            seed=arguments.seed)
         return run_imagelabel_bench(options, progress).text
     if arguments.kind == "transfer":
         return _transfer_bench(arguments, methods, progress)
-    from weakseg.bench.scribbles import DEFAULT_METHODS, ScribbleBenchOptions, check_options, model_paths, run_scribble_bench
+    from weakseg.bench.scribbles import (DEFAULT_METHODS, ScribbleBenchOptions, check_options, model_paths,
+                                         post_processing_modes, run_scribble_bench)
 
     check_count("--cohort-steps", arguments.cohort_steps)
     models = model_paths(arguments.model)
@@ -281,7 +283,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
         data_dir=arguments.data_dir, out=arguments.out, methods=methods or DEFAULT_METHODS,
         test_split=arguments.test_split, train_split=arguments.train_split, class_names=class_list(arguments.classes),
         models=models, training_steps=arguments.cohort_steps, overlays=arguments.overlays, device=arguments.device,
-        seed=arguments.seed, profile=arguments.profile)
+        seed=arguments.seed, profile=arguments.profile,
+        post_processing=post_processing_modes(arguments.post_processing))
     check_options(options)
     options.unpaired_masks = unpaired_mask_files(arguments)
     result = run_scribble_bench(options, progress)
@@ -290,6 +293,7 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
 
 def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], progress: Progress) -> str:
     """``weakseg bench transfer``: every argument checked, then the benchmark; returns its table."""
+    from weakseg.bench.scribbles import post_processing_modes
     from weakseg.bench.transfer import DEFAULT_ROWS, TransferBenchOptions, check_options, run_transfer_bench
 
     check_count("--steps", arguments.steps)
@@ -306,7 +310,8 @@ def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], pro
         source_dir=arguments.source_dir, target_dir=arguments.target_dir, class_names=class_list(arguments.classes) or [],
         out=arguments.out, methods=methods or DEFAULT_ROWS, source_split=arguments.source_split,
         train_split=arguments.train_split, test_split=arguments.test_split, image_labels=arguments.image_labels,
-        models=models, steps=arguments.steps, overlays=arguments.overlays, device=arguments.device, seed=arguments.seed)
+        models=models, steps=arguments.steps, overlays=arguments.overlays, device=arguments.device, seed=arguments.seed,
+        post_processing=post_processing_modes(arguments.post_processing))
     check_options(options)
     return run_transfer_bench(options, progress).table
 

@@ -131,16 +131,20 @@ def run_training(
     start_step: int = 0,
     checkpoint: Callable[[int], None] | None = None,
     checkpoint_every: int = 0,
+    learning_rate_at: Callable[[int], float] | None = None,
 ) -> None:
     """Optimise ``compute_loss`` from ``start_step`` to ``total_steps``.
 
     Args:
         checkpoint: called with the number of completed steps every ``checkpoint_every``
             steps and at the end, so an interrupted run can resume from there.
+        learning_rate_at: the learning rate of a step; None: :func:`poly_learning_rate`
+            from ``base_learning_rate``.
     """
     for step in range(start_step, total_steps):
+        rate = learning_rate_at(step) if learning_rate_at else poly_learning_rate(base_learning_rate, step, total_steps)
         for group in optimizer.param_groups:
-            group["lr"] = poly_learning_rate(base_learning_rate, step, total_steps)
+            group["lr"] = rate
         model.train()
         loss = compute_loss(step)
         optimizer.zero_grad(set_to_none=True)

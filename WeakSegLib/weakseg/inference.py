@@ -5,6 +5,12 @@ averaged over the four flips (identity, left-right, up-down, both: test-time
 augmentation), and the probabilities resized back to the image's slice size, so results
 keep the image's grid. :func:`keep_largest_components` is the optional clean-up of
 structures that come in one piece.
+
+Flip averaging and the largest-component filter together are the *post-processing*; one
+switch, ``post_processing`` (``weakseg predict --no-post-processing``, the ``(raw)`` rows
+of ``weakseg bench scribbles``), turns both off so that a network's own output can be
+measured: a filter that keeps one component can zero a class whose largest component
+is a false one.
 """
 
 from __future__ import annotations
@@ -17,25 +23,27 @@ from weakseg.data import resize_images
 
 PREDICTION_BATCH = 16
 FLIPS = ((), (-1,), (-2,), (-2, -1))
+NO_FLIPS = ((),)
 
 
 @torch.no_grad()
 def flip_averaged_softmax(network: torch.nn.Module, slices: torch.Tensor, device: torch.device | str,
-                          batch_size: int = PREDICTION_BATCH) -> torch.Tensor:
+                          batch_size: int = PREDICTION_BATCH, post_processing: bool = True) -> torch.Tensor:
     """Softmax of ``network`` on ``(N, C, S, S)`` slices averaged over :data:`FLIPS`: ``(N, K, S, S)`` on the CPU.
 
-    The network is put in eval mode.
+    ``post_processing=False`` runs the slices once, unflipped (:data:`NO_FLIPS`). The network is put in eval mode.
     """
+    flips = FLIPS if post_processing else NO_FLIPS
     network.eval()
     outputs = []
     for start in range(0, len(slices), batch_size):
         batch = slices[start : start + batch_size].to(device)
         total = 0
-        for dims in FLIPS:
+        for dims in flips:
             flipped = batch.flip(dims) if dims else batch
             probabilities = F.softmax(network(flipped), dim=1)
             total = total + (probabilities.flip(dims) if dims else probabilities)
-        outputs.append((total / len(FLIPS)).cpu())
+        outputs.append((total / len(flips)).cpu())
     return torch.cat(outputs)
 
 

@@ -62,11 +62,36 @@ def total_variation(logits: torch.Tensor) -> torch.Tensor:
     return vertical + horizontal
 
 
-def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    """Least-squares GAN critic loss (Mao et al. 2017): real masks towards 1, generated towards 0."""
-    return 0.5 * ((real_scores - 1.0).pow(2).mean() + fake_scores.pow(2).mean())
+def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
+                                     fake_target: float = 0.0) -> torch.Tensor:
+    """Least-squares GAN critic loss (Mao et al. 2017): real masks towards 1, generated towards ``fake_target``.
+
+    The published MAAG uses ``fake_target=-1`` (Mao et al.'s a=-1, b=1, c=1 coding).
+    """
+    return 0.5 * ((real_scores - 1.0).pow(2).mean() + (fake_scores - fake_target).pow(2).mean())
 
 
 def least_squares_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN generator loss: generated segmentations should score as real (1)."""
     return 0.5 * (fake_scores - 1.0).pow(2).mean()
+
+
+def dynamically_weighted_loss(supervised: torch.Tensor, critic_on_supervised: torch.Tensor,
+                              adversarial: torch.Tensor, adversarial_weight: float = 0.2,
+                              critic_weight: float = 0.1) -> torch.Tensor:
+    """The segmenter's loss of the published MAAG (Valvano et al., TMI 2021; the authors' code).
+
+    ``|critic_on_supervised / supervised|`` x ``supervised`` + ``critic_weight`` x
+    ``critic_on_supervised`` + ``adversarial_weight`` x ``adversarial``, the ratio detached:
+    the supervised term is rescaled, at every step, to the value of the critic's loss on the
+    scribbled batch, so the adversarial share follows the two losses instead of being fixed;
+    the ratio carries no gradient, so it only scales the supervised gradient.
+
+    Args:
+        supervised: the partial cross-entropy on the scribbled batch (scalar).
+        critic_on_supervised: the least-squares critic loss of real masks vs the scribbled
+            batch's segmentations (scalar; the authors' code also descends it, weight 0.1).
+        adversarial: the least-squares generator loss on the unlabelled batch (scalar).
+    """
+    ratio = (critic_on_supervised.detach() / supervised.detach()).abs()
+    return ratio * supervised + critic_weight * critic_on_supervised + adversarial_weight * adversarial

@@ -71,7 +71,7 @@ class BenchCase:
 
 @dataclass
 class ImageLabelBenchOptions:
-    """What to benchmark; ``rounds``, ``steps``, ``image_size`` None keep the method's defaults."""
+    """What to benchmark; ``rounds``, ``steps``, ``image_size``, ``class_balance`` None keep the method's defaults."""
 
     data_dir: str
     out: str = "bench-out"
@@ -83,6 +83,7 @@ class ImageLabelBenchOptions:
     rounds: int | None = None
     steps: int | None = None
     image_size: int | None = None
+    class_balance: str | None = None
     overlays: int = 3
     device: str = "auto"
     seed: int = 0
@@ -251,6 +252,8 @@ def _train_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOp
         config.classifier_steps = config.round_steps = options.steps
     if options.image_size is not None:
         config.image_size = options.image_size
+    if options.class_balance is not None:
+        config.class_balance = options.class_balance
     volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
     return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(options.device))
 

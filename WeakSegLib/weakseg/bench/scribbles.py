@@ -13,6 +13,11 @@ as ``models[NAME]`` (any name: several models of one method, trained differently
 compared in one run) or, without one, is trained on ``train_split`` first (``maag`` with
 the unpaired masks given), writing ``NAME.pt`` into the output folder; an interrupted
 benchmark resumes those trainings.
+
+Every trained row is scored with the model's post-processing (flip averaging, largest
+connected component; row ``NAME``) and without it (row ``NAME (raw)``), unless
+``post_processing`` asks for one of the two: a filter that keeps one component per class
+can zero a class whose largest component is a false one, and the raw row shows it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,20 @@ from weakseg.weak_labels import load_scribbles
 
 ADAPTED = "+scribbles"
 DEFAULT_METHODS = ("growcut", "weakseg")
+RAW = " (raw)"
+POST_PROCESSING_MODES = {"on": True, "off": False}
+
+
+def post_processing_modes(text: str) -> tuple[bool, ...]:
+    """``"on,off"`` -> ``(True, False)`` (``--post-processing``).
+
+    Raises:
+        WeakSegInputError: an empty list, a word other than on/off, or one given twice.
+    """
+    words = [word.strip().lower() for word in text.split(",") if word.strip()]
+    if not words or any(word not in POST_PROCESSING_MODES for word in words) or len(set(words)) != len(words):
+        raise WeakSegInputError(f"--post-processing {text!r}: expected on, off or on,off")
+    return tuple(POST_PROCESSING_MODES[word] for word in words)
 
 
 def bench_method_names() -> tuple[str, ...]:
@@ -64,6 +83,7 @@ class ScribbleBenchOptions:
     device: str = "auto"
     seed: int = 0
     profile: bool = False
+    post_processing: tuple[bool, ...] = (True, False)
 
 
 @dataclass
@@ -138,26 +158,29 @@ def run_scribble_bench(options: ScribbleBenchOptions, progress: Progress = SILEN
     first_model = next(iter(models.values()), None)
     class_names = options.class_names or (first_model.class_names if first_model else None)
     rows = []
+    runs = _runs(options.methods, models, options.post_processing)
     for index, case in enumerate(cases):
         image = read_image(case.image_path)
         scribbles = load_scribbles(case.scribble_path, image, class_names)
         truth = read_labelmap(case.label_path, image.reference)
         class_names = scribbles.class_names
-        for method_index, method in enumerate(options.methods):
-            step = (index * len(options.methods) + method_index) / (len(cases) * len(options.methods))
-            progress.report(step, f"{case.name}: {method}")
+        for method_index, (method, post_processing) in enumerate(runs):
+            step = (index * len(runs) + method_index) / (len(cases) * len(runs))
+            row_name = method if post_processing else method + RAW
+            progress.report(step, f"{case.name}: {row_name}")
             profile = StageProfile() if options.profile else None
             started = time.perf_counter()
-            labels = _run_method(method, image, scribbles, models, options, Progress(profile=profile))
+            labels = _run_method(method, image, scribbles, models, options, Progress(profile=profile), post_processing)
             seconds = time.perf_counter() - started
             dice = dice_per_class(labels, truth, len(class_names))
-            rows.append({"case": case.name, "method": method, "seconds": seconds,
+            rows.append({"case": case.name, "method": row_name, "seconds": seconds,
                          **{name: float(dice[code]) for code, name in enumerate(class_names) if code},
                          **(stage_columns(profile) if profile is not None else {})})
             if index < options.overlays:
-                write_overlay(out, case.name, method, image.array, truth, labels, scribbles.labels)
+                write_overlay(out, case.name, row_name.replace(RAW, "-raw"), image.array, truth, labels,
+                              scribbles.labels)
     progress.report(1.0, "done")
-    summary = summarise(rows, list(options.methods), class_names[1:])
+    summary = summarise(rows, [method if post else method + RAW for method, post in runs], class_names[1:])
     write_csv(out / "cases.csv", rows)
     write_csv(out / "summary.csv", summary)
     return ScribbleBenchResult(rows, summary, scribble_table(summary, class_names[1:], len(cases)),
@@ -206,12 +229,20 @@ def _trained_now(name: str, options: ScribbleBenchOptions, out: Path, device, pr
     return load_model(model_path, device)
 
 
+def _runs(methods: tuple[str, ...], models: dict, post_processing: tuple[bool, ...]) -> list[tuple[str, bool]]:
+    """``(row, post_processing)`` pairs: each trained row once per mode, the other rows once (as they are)."""
+    runs = []
+    for method in methods:
+        runs.extend((method, mode) for mode in (post_processing if method in models else (True,)))
+    return runs
+
+
 def _run_method(method: str, image, scribbles, models: dict, options: ScribbleBenchOptions,
-                progress: Progress = SILENT) -> np.ndarray:
+                progress: Progress = SILENT, post_processing: bool = True) -> np.ndarray:
     from weakseg.apply import predict_image, segment_image
 
     if method in models:
-        labels, _ = predict_image(models[method], image, progress)
+        labels, _ = predict_image(models[method], image, progress, post_processing=post_processing)
         return labels
     adapted = models.get(method.removesuffix(ADAPTED))
     return segment_image(image, scribbles, method="interactive" if adapted is not None else method, model=adapted,

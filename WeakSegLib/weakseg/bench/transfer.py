@@ -19,6 +19,8 @@ Rows (each trained on the target's ``train_split`` unless ``models`` gives a mod
 Every row is scored on the target's ``test_split`` cases with a ``<case>_label`` file:
 per-class Dice and HD95 (mm, on the image's own oblique grid) and the seconds the
 prediction took; ``cases.csv``, ``summary.csv`` and overlay PNGs go to the output folder.
+Each row is scored with its model's post-processing and, as ``NAME (raw)``, without it
+(``post_processing``; see :mod:`weakseg.bench.scribbles`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from weakseg.bench.reports import transfer_table, write_csv, write_overlay
+from weakseg.bench.scribbles import RAW
 from weakseg.cases import list_cases
 from weakseg.errors import WeakSegInputError
 from weakseg.io import labels_to_image, read_image, read_labelmap
@@ -72,6 +75,7 @@ class TransferBenchOptions:
     overlays: int = 3
     device: str = "auto"
     seed: int = 0
+    post_processing: tuple[bool, ...] = (True, False)
 
 
 @dataclass
@@ -136,14 +140,15 @@ def run_transfer_bench(options: TransferBenchOptions, progress: Progress = SILEN
     progress = progress.part(0.8, 1.0)
     class_names = options.class_names
     rows = []
+    runs = [(name, mode) for name in options.methods for mode in options.post_processing]
     for index, case in enumerate(cases):
         image = read_image(case.image_path)
         truth = read_labelmap(case.label_path, image.reference)
-        for method_index, name in enumerate(options.methods):
-            progress.report((index * len(options.methods) + method_index) / (len(cases) * len(options.methods)),
-                            f"{case.name}: {name}")
+        for method_index, (method, post_processing) in enumerate(runs):
+            name = method if post_processing else method + RAW
+            progress.report((index * len(runs) + method_index) / (len(cases) * len(runs)), f"{case.name}: {name}")
             started = time.perf_counter()
-            labels, _ = predict_image(models[name], image)
+            labels, _ = predict_image(models[method], image, post_processing=post_processing)
             seconds = time.perf_counter() - started
             scores = evaluate_labelmaps(labels_to_image(labels, image.reference),
                                         labels_to_image(truth, image.reference), class_names)
@@ -153,9 +158,9 @@ def run_transfer_bench(options: TransferBenchOptions, progress: Progress = SILEN
                 row[f"hd95_{class_name}"] = scores[class_name].hd95_mm
             rows.append(row)
             if index < options.overlays:
-                write_overlay(out, case.name, name, image.array, truth, labels)
+                write_overlay(out, case.name, name.replace(RAW, "-raw"), image.array, truth, labels)
     progress.report(1.0, "done")
-    summary = summarise(rows, list(options.methods), class_names[1:])
+    summary = summarise(rows, [name if mode else name + RAW for name, mode in runs], class_names[1:])
     write_csv(out / "cases.csv", rows)
     write_csv(out / "summary.csv", summary)
     return TransferBenchResult(rows, summary, transfer_table(summary, class_names[1:], len(cases)))

@@ -32,10 +32,16 @@ import torch
 from torch.nn import functional as F
 
 from weakseg.engine import poly_learning_rate
-from weakseg.losses import least_squares_discriminator_loss, least_squares_generator_loss
-from weakseg.models import MultiScaleDiscriminator
+from weakseg.losses import dynamically_weighted_loss, least_squares_discriminator_loss, least_squares_generator_loss
+from weakseg.models import MultiScaleDiscriminator, SqueezeMultiScaleDiscriminator
 
 DISCRIMINATOR_LEARNING_RATE = 1e-4
+# The published schedule (authors' code): 450 epochs, a triangular cyclic rate between 0
+# and the base rate with a half cycle of 20 epochs, divided by (1 + 1e-4 x epoch).
+PAPER_EPOCHS = 450
+PAPER_HALF_CYCLE_EPOCHS = 20
+PAPER_EPOCH_DECAY = 1e-4
+PAPER_CRITIC_WEIGHT = 0.1
 
 
 def mask_pyramid(labels: torch.Tensor, num_classes: int, scale_count: int) -> list[torch.Tensor]:
@@ -144,3 +150,97 @@ class AdversarialShapePrior(LeastSquaresCritic):
                             len(scale_logits))
         fake = [F.softmax(logits.detach(), dim=1) for logits in scale_logits]
         return self.critic_step(real, fake, step, total_steps)
+
+
+def paper_learning_rate(base: float, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """The published MAAG's learning rate at ``step``: triangular cycles between 0 and ``base``.
+
+    The authors' half cycle is 20 of their 450 epochs; here it is the same share of the run
+    (``total_steps`` x 20 / 450 steps), so a run shorter than the published one keeps the
+    same number of cycles (11.25) instead of never reaching ``base``. The rate is divided
+    by ``1 + 1e-4 x epoch`` as theirs is.
+    """
+    half_cycle = max(1.0, total_steps * PAPER_HALF_CYCLE_EPOCHS / PAPER_EPOCHS)
+    position = step / half_cycle
+    distance = abs(position - 2 * (1 + position // 2) + 1)
+    epoch = step // max(1, steps_per_epoch)
+    return base * max(0.0, 1.0 - distance) / (1.0 + PAPER_EPOCH_DECAY * epoch)
+
+
+class PaperShapePrior:
+    """The adversarial game of the published MAAG (variant ``paper``; Valvano et al., TMI 2021).
+
+    As the authors' code plays it: the critic
+    (:class:`~weakseg.models.SqueezeMultiScaleDiscriminator`, foreground channels only,
+    input noise and label flipping in training) scores real masks towards 1 and
+    segmentations towards -1; it descends 0.2 x its loss on the *unlabelled* batch plus 0.1
+    x its loss on the scribbled batch, with Adam (betas 0.9, 0.999) at the segmenter's rate.
+    The segmenter descends :func:`weakseg.losses.dynamically_weighted_loss`: the supervised
+    loss rescaled to the critic's loss on the scribbled batch, plus 0.2 x the generator loss
+    of the unlabelled batch.
+
+    Args:
+        masks: int64 ``(M, S, S)`` unpaired mask slices at the training image size.
+        num_classes, scale_count: of the segmenter's :meth:`forward_scales` output.
+        image_size: ``S``.
+        adversarial_weight: the generator term's weight (the paper's 0.2).
+    """
+
+    def __init__(self, masks: torch.Tensor, num_classes: int, scale_count: int, image_size: int,
+                 adversarial_weight: float, device: torch.device, generator: torch.Generator) -> None:
+        self.masks = masks
+        self.num_classes = num_classes
+        self.adversarial_weight = adversarial_weight
+        self.device = device
+        self.generator = generator
+        self.discriminator = SqueezeMultiScaleDiscriminator(num_classes - 1, scale_count, image_size).to(device)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=0.0)
+
+    def _real(self, count: int, scale_count: int) -> list[torch.Tensor]:
+        pick = torch.randint(len(self.masks), (count,), generator=self.generator)
+        pyramid = mask_pyramid(_flip_randomly(self.masks[pick], self.generator).to(self.device), self.num_classes,
+                               scale_count)
+        return [level[:, 1:] for level in pyramid]
+
+    @staticmethod
+    def _fake(scale_logits: list[torch.Tensor], detach: bool) -> list[torch.Tensor]:
+        return [F.softmax(logits.detach() if detach else logits, dim=1)[:, 1:] for logits in scale_logits]
+
+    def _critic_loss(self, real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+        return least_squares_discriminator_loss(self.discriminator(real), self.discriminator(fake), fake_target=-1.0)
+
+    def train_critic(self, scribbled_logits: list[torch.Tensor], unlabelled_logits: list[torch.Tensor],
+                     learning_rate: float) -> float:
+        """One Adam step of the critic on real masks vs the (detached) segmentations of both batches."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.discriminator.train()
+        scales = len(scribbled_logits)
+        loss = (self.adversarial_weight * self._critic_loss(self._real(len(unlabelled_logits[0]), scales),
+                                                            self._fake(unlabelled_logits, detach=True))
+                + PAPER_CRITIC_WEIGHT * self._critic_loss(self._real(len(scribbled_logits[0]), scales),
+                                                          self._fake(scribbled_logits, detach=True)))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def segmenter_loss(self, scribbled_logits: list[torch.Tensor], unlabelled_logits: list[torch.Tensor],
+                       supervised: torch.Tensor) -> torch.Tensor:
+        """The segmenter's whole loss (:func:`~weakseg.losses.dynamically_weighted_loss`), the critic frozen."""
+        self.discriminator.requires_grad_(False)
+        real = self._real(len(scribbled_logits[0]), len(scribbled_logits))
+        critic_on_supervised = self._critic_loss(real, self._fake(scribbled_logits, detach=False))
+        adversarial = least_squares_generator_loss(self.discriminator(self._fake(unlabelled_logits, detach=False)))
+        self.discriminator.requires_grad_(True)
+        return dynamically_weighted_loss(supervised, critic_on_supervised, adversarial, self.adversarial_weight,
+                                         PAPER_CRITIC_WEIGHT)
+
+    def state(self) -> dict:
+        """Weights and optimiser state, for checkpoints."""
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        """Restore :meth:`state` when a run resumes."""
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])

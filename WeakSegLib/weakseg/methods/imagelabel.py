@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from weakseg.errors import WeakSegInputError
 from weakseg.methods.spec import IMAGE_LABELS, TRAINED, MethodSpec, setting
 from weakseg.settings import StoredSettings, check_unet_image_size
 
@@ -59,6 +60,10 @@ class ImageLabelConfig(StoredSettings):
             pseudo labels (the appearance posterior in round 1, the network's probability later).
         foreground_fraction, background_fraction, superpixels, compactness, vote, purity:
             see :class:`~weakseg.methods.pseudo_labels.PseudoLabelParams` (round 1).
+        class_balance: ``"image"``: each class's confidence cut-off is its quantile in each
+            slice; ``"dataset"``: one cut-off per class over all the lesion slices of the
+            round (class-balanced self-training, Zou et al. ECCV 2018;
+            :func:`~weakseg.methods.pseudo_labels.dataset_cutoffs`).
         network_fraction: the foreground and background fractions of later rounds, from the
             network's probabilities. Keeping only 60% of its foreground each round made
             lesions shrink round after round; the background fractions (0.95 and 0.97,
@@ -92,6 +97,9 @@ class ImageLabelConfig(StoredSettings):
     balance_classes: bool = False
     cam_threshold: float = 0.3
     pseudo_label_threshold: float = 0.5
+    class_balance: str = setting("image", "--class-balance", "pseudo-label confidence cut-off per class: image "
+                                 "(its quantile in each slice) or dataset (one per class over all slices, as in "
+                                 "class-balanced self-training)", choices=("dataset", "image"))
     foreground_fraction: float = 1.0
     background_fraction: float = 0.95
     network_fraction: float = 0.97
@@ -127,6 +135,8 @@ class ImageLabelConfig(StoredSettings):
     def check(self) -> None:
         """Raise :class:`WeakSegInputError` when the settings cannot build the networks (before any work)."""
         check_unet_image_size(self.image_size, self.segmenter_channels, minimum_multiple=16)
+        if self.class_balance not in ("dataset", "image"):
+            raise WeakSegInputError(f"--class-balance {self.class_balance!r}: expected dataset or image")
 
 
 SPEC = MethodSpec(

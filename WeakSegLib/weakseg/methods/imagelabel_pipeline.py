@@ -9,19 +9,22 @@ slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resiz
    multi-label BCE, batches drawn half from slices showing a class and half from healthy
    ones. Its class activation maps localise each class.
 2. **Pseudo labels** (:mod:`weakseg.methods.pseudo_labels`) of every labelled slice: only
-   the classes its label names, class-balanced per-image confidence, SLIC superpixel
-   voting; unreliable pixels unlabelled; healthy slices all background. In the first
-   round the activations are the CAMs sharpened by each volume's appearance model
-   (:mod:`weakseg.methods.appearance`, seeded where the CAM is at least ``cam_seed``).
+   the classes its label names, class-balanced confidence (per slice, or per class over
+   all slices as class-balanced self-training defines it: ``class_balance``), SLIC
+   superpixel voting; unreliable pixels unlabelled; healthy slices all background: the
+   generator of Dong et al. (ICCV 2019). In the first round the activations are the CAMs
+   sharpened by each volume's appearance model (:mod:`weakseg.methods.appearance`, seeded
+   where the CAM is at least ``cam_seed``; WeakSeg's own step, in no paper cited here).
 3. **Segmentation network** (:class:`~weakseg.models.UNet2D`) trained with partial
-   cross-entropy on the confident pixels, in ``rounds`` rounds of
-   self-training (Dong et al., ICCV 2019; Lee 2013): the first round uses only the
+   cross-entropy on the confident pixels, in ``rounds`` rounds of self-training
+   (pseudo-labels, Lee 2013; iteratively adding harder samples as Dong et al., ICCV 2019
+   "Semantic-transferable weakly-supervised endoscopic lesions segmentation", do): the first round uses only the
    ``first_round_share`` of lesion slices the classifier is most sure of; every later
    round regenerates the pseudo labels from the network's own probabilities (same
    generator, same class restriction) and adds the next, harder slices, ranked by the
    network's confidence, until the last round uses all of them. Healthy slices are
    used in every round.
-4. **Appearance refinement** at the image's own resolution: the network's surest pixels
+4. **Appearance refinement** (WeakSeg's own) at the image's own resolution: the network's surest pixels
    (probability at least ``network_seed``) seed the image's own appearance model, which
    redraws the edges of what the network found (on the slices where it found a class),
    and follows each lesion into the slices beyond its ends where the network found
@@ -56,7 +59,7 @@ from weakseg.methods.appearance import foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.imagelabel import MODEL_KIND as METHOD_NAME
 from weakseg.methods.imagelabel import ImageLabelConfig
-from weakseg.methods.pseudo_labels import make_pseudo_labels
+from weakseg.methods.pseudo_labels import dataset_cutoffs, make_pseudo_labels
 from weakseg.methods.spec import TrainingRequest
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
@@ -282,9 +285,11 @@ def _self_train(model: ImageLabelModel, images, presence, volume_index, progress
             activations = probabilities[:, 1:]
             confidence = _segmentation_confidence(probabilities)
         params = config.pseudo_label_params(from_network=round_index > 0)
+        codes = [(torch.nonzero(presence[index])[:, 0] + 1).tolist() for index in positive.tolist()]
+        cutoffs = (dataset_cutoffs(activations.numpy(), codes, params) if config.class_balance == "dataset"
+                   else None)
         for row, index in enumerate(positive.tolist()):
-            codes = (torch.nonzero(presence[index])[:, 0] + 1).tolist()
-            pseudo = make_pseudo_labels(images[index].numpy(), activations[row].numpy(), codes, params)
+            pseudo = make_pseudo_labels(images[index].numpy(), activations[row].numpy(), codes[row], params, cutoffs)
             labels[index] = torch.from_numpy(pseudo.astype(np.int64))
         share = config.first_round_share + (1 - config.first_round_share) * round_index / max(config.rounds - 1, 1)
         chosen = positive[torch.argsort(confidence, descending=True)[: max(1, round(share * len(positive)))]]
@@ -343,22 +348,24 @@ def _train_segmenter(model: ImageLabelModel, images, labels, positive, negative,
 # --------------------------------------------------------------------------- prediction
 
 
-def predict_slices(model: ImageLabelModel, images: torch.Tensor) -> torch.Tensor:
-    """Softmax ``(N, K, S, S)`` of prepared slices, averaged over left-right and up-down flips."""
-    return flip_averaged_softmax(model.segmenter, images, model.device)
+def predict_slices(model: ImageLabelModel, images: torch.Tensor, post_processing: bool = True) -> torch.Tensor:
+    """Softmax ``(N, K, S, S)`` of prepared slices, averaged over left-right and up-down flips (unless not ``post_processing``)."""
+    return flip_averaged_softmax(model.segmenter, images, model.device, post_processing=post_processing)
 
 
 def segment_volume(
     model: ImageLabelModel, array: np.ndarray, spacing_zyx: tuple[float, float, float], crf: bool | None = None,
-    appearance: bool | None = None,
+    appearance: bool | None = None, post_processing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment a ``(C, Z, Y, X)`` image: uint8 labels ``(Z, Y, X)`` and probabilities ``(K, Z, Y, X)``.
 
-    ``crf`` and ``appearance`` override the model's settings (None keeps them).
+    ``crf`` and ``appearance`` override the model's settings (None keeps them);
+    ``post_processing=False`` drops the flip averaging (:mod:`weakseg.inference`).
     """
     _check_channels(model, array)
     normalised = normalise_intensity(array)
-    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess))
+    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess),
+                                   post_processing)
     probabilities = _to_image_grid(probabilities, array.shape[-2:])
     if model.config.appearance if appearance is None else appearance:
         probabilities = _appearance_refined(model, normalised, probabilities)
@@ -480,9 +487,10 @@ def train(request: TrainingRequest) -> None:
                             request.out_path, resume=request.resume)
 
 
-def predict_image(model: ImageLabelModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
+def predict_image(model: ImageLabelModel, image: LoadedImage, progress: Progress = SILENT,
+                  post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Segment a :class:`~weakseg.io.LoadedImage` (the ``predict`` of the method spec)."""
     progress.report(0.0, "segmenting")
-    labels, probabilities = segment_volume(model, image.array, image.spacing_zyx)
+    labels, probabilities = segment_volume(model, image.array, image.spacing_zyx, post_processing=post_processing)
     progress.report(1.0, "segmented")
     return labels, probabilities

@@ -1,27 +1,34 @@
 """Pseudo pixel labels from image-level labels and activation maps (one 2D image at a time).
 
-The recipe follows Dong et al. (ICCV 2019, "Unsupervised domain adaptation ... class-
-balanced self-training") and the consistency-label-transfer line of work: keep only
-pixels that are confidently one class, balance the confidence per class, and let
-superpixels carry the labels up to image edges.
+The recipe is the pseudo-label generator of Dong et al. (ICCV 2019, "Semantic-transferable
+weakly-supervised endoscopic lesions segmentation"): highly confident pixel labels from
+seed maps, with *class balance* and a *superpixel spatial prior*. Its class balance is the
+one of class-balanced self-training (CBST; Zou et al., ECCV 2018, "Unsupervised domain
+adaptation for semantic segmentation via class-balanced self-training"). Steps:
 
 1. **Only classes the image shows.** An image labelled "tumour" can hold tumour and
    background; a healthy image (no class) holds only background, so every pixel of it is
    labelled background. Classes absent from the image label are never given to a pixel,
    whatever their activation.
-2. **Class-balanced confidence, per image.** Each pixel goes to the class with the highest
+2. **Class-balanced confidence.** Each pixel goes to the class with the highest
    score among the present ones, foreground class ``c`` scoring its activation ``A_c`` and
    background scoring ``threshold`` (so a pixel is foreground where some ``A_c`` exceeds
    ``threshold``). Among the pixels each class wins, only the most confident
    ``foreground_fraction`` (foreground classes, ranked by ``A_c``) or ``background_fraction``
-   (background, ranked by ``1 - max_c A_c``) are kept. The cut-off is a quantile *of that
-   class in that image*, not one global threshold, so a faint lesion keeps as large a share
-   of its pixels as a bright one, and a large class cannot crowd out a small one.
+   (background, ranked by ``1 - max_c A_c``) are kept. Two rules for the cut-off:
+
+   - ``dataset`` (CBST's): one confidence threshold per class, the quantile over *all*
+     the images' pixels that class wins (:func:`dataset_cutoffs`), so that the fraction
+     ``p`` of the pixels predicted as ``c`` over the whole training set is kept;
+   - ``image`` (WeakSeg's variant): the quantile *of that class in that image*, so a
+     faint lesion keeps as large a share of its pixels as a bright one.
+
 3. **Superpixel voting.** SLIC superpixels (Achanta et al. 2012, ``skimage.segmentation.slic``)
    follow intensity edges. A superpixel takes class ``k`` as a whole when at least
    ``vote`` of its pixels are confident ``k`` and at least ``purity`` of its confident
    pixels are ``k``; otherwise all its pixels stay unlabelled. Labels thus snap to image
-   boundaries, and the uncertain band around them is left out.
+   boundaries, and the uncertain band around them is left out. (The vote and purity
+   rule is WeakSeg's reading of "superpixel spatial prior".)
 
 Unlabelled pixels get :data:`~weakseg.weak_labels.UNLABELLED` (255), which the partial
 cross-entropy of the segmentation network ignores.
@@ -76,6 +83,7 @@ def make_pseudo_labels(
     activations: np.ndarray,
     present: Sequence[int],
     params: PseudoLabelParams | None = None,
+    cutoffs: dict[int, float] | None = None,
 ) -> np.ndarray:
     """Confident pixel labels of one 2D image from its activation maps and image-level label.
 
@@ -86,6 +94,8 @@ def make_pseudo_labels(
         present: the foreground class codes ``1..K-1`` the image label names; empty for a
             healthy image.
         params: see :class:`PseudoLabelParams`.
+        cutoffs: per class code, the confidence a won pixel needs (:func:`dataset_cutoffs`,
+            CBST's rule); None cuts each class at its quantile in this image.
 
     Returns:
         uint8 ``(H, W)``: class codes, 0 = background, :data:`UNLABELLED` where unreliable.
@@ -106,32 +116,77 @@ def make_pseudo_labels(
         raise WeakSegInputError(f"present classes {present} must lie in 1..{activations.shape[0]}")
     if not present:
         return np.zeros(image.shape[1:], dtype=np.uint8)
-    confident = confident_pixels(activations, present, params)
+    confident = confident_pixels(activations, present, params, cutoffs)
     if params.superpixels == 0:
         return confident
     segments = superpixels(image, params.superpixels, params.compactness)
     return vote_in_superpixels(confident, segments, params.vote, params.purity)
 
 
-def confident_pixels(activations: np.ndarray, present: Sequence[int], params: PseudoLabelParams) -> np.ndarray:
-    """Step 2 of the module docstring: per-class, per-image quantile cut-offs; uint8 ``(H, W)``."""
+def _winners(activations: np.ndarray, present: Sequence[int], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the class it goes to (0 = background) and the best present activation."""
     present = list(present)
     scores = activations[[code - 1 for code in present]]
-    best = scores.argmax(axis=0)
     best_score = scores.max(axis=0)
-    winner = np.where(best_score > params.threshold, np.asarray(present)[best], 0)
+    winner = np.where(best_score > threshold, np.asarray(present)[scores.argmax(axis=0)], 0)
+    return winner, best_score
+
+
+def _confidence(code: int, best_score: np.ndarray) -> np.ndarray:
+    return 1.0 - best_score if code == 0 else best_score
+
+
+def _fraction(code: int, params: PseudoLabelParams) -> float:
+    return params.background_fraction if code == 0 else params.foreground_fraction
+
+
+def confident_pixels(activations: np.ndarray, present: Sequence[int], params: PseudoLabelParams,
+                     cutoffs: dict[int, float] | None = None) -> np.ndarray:
+    """Step 2 of the module docstring: per-class cut-offs (``cutoffs``, or this image's quantiles); uint8 ``(H, W)``."""
+    present = list(present)
+    winner, best_score = _winners(activations, present, params.threshold)
     labels = np.full(winner.shape, UNLABELLED, dtype=np.uint8)
     for code in [0] + present:
         won = winner == code
-        if not won.any():
+        if not won.any() or _fraction(code, params) == 0:
             continue
-        confidence = 1.0 - best_score if code == 0 else best_score
-        fraction = params.background_fraction if code == 0 else params.foreground_fraction
-        if fraction == 0:
-            continue
-        cut = np.quantile(confidence[won], 1.0 - fraction)
+        confidence = _confidence(code, best_score)
+        if cutoffs is None:
+            cut = np.quantile(confidence[won], 1.0 - _fraction(code, params))
+        else:
+            cut = cutoffs.get(code, np.inf)
         labels[won & (confidence >= cut)] = code
     return labels
+
+
+def dataset_cutoffs(activations: Sequence[np.ndarray], present: Sequence[Sequence[int]],
+                    params: PseudoLabelParams) -> dict[int, float]:
+    """CBST's class-balanced thresholds (Zou et al., ECCV 2018) over a whole set of images.
+
+    For every class ``c``, the confidence above which the most confident fraction ``p_c``
+    (``foreground_fraction``, or ``background_fraction`` for background) of *all* the
+    pixels that ``c`` wins in ``activations`` lies: one threshold per class for the set,
+    not per image. Images with an empty ``present`` (healthy) take no part.
+
+    Args:
+        activations: per image, float ``(K - 1, H, W)`` as :func:`make_pseudo_labels` takes.
+        present: per image, the foreground codes its label names.
+
+    Returns:
+        class code -> cut-off, for the classes that win at least one pixel.
+    """
+    won: dict[int, list[np.ndarray]] = {}
+    for maps, codes in zip(activations, present):
+        codes = sorted({int(code) for code in codes})
+        if not codes:
+            continue
+        winner, best_score = _winners(np.asarray(maps, dtype=np.float32), codes, params.threshold)
+        for code in [0] + codes:
+            mask = winner == code
+            if mask.any():
+                won.setdefault(code, []).append(_confidence(code, best_score)[mask])
+    return {code: float(np.quantile(np.concatenate(values), 1.0 - _fraction(code, params)))
+            for code, values in won.items() if _fraction(code, params) > 0}
 
 
 def superpixels(image: np.ndarray, count: int, compactness: float) -> np.ndarray:

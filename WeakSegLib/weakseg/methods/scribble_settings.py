@@ -36,10 +36,20 @@ class CohortConfig(StoredSettings):
         architecture: ``"unet2d"`` or ``"attention-unet2d"`` (:mod:`weakseg.models`).
         adversarial_weight: > 0 adds the multi-scale adversarial shape prior learnt from
             unpaired masks (:mod:`weakseg.methods.adversarial`; needs ``attention-unet2d``).
+        variant: how the shape prior is trained: ``"weakseg"`` (this library's variant) or
+            ``"paper"`` (the published MAAG: :data:`PAPER_MAAG` and
+            :class:`~weakseg.methods.adversarial.PaperShapePrior`).
+        validation_fraction: variant ``paper``: the share of the training cases held out
+            (the last ones of the list) to pick the best checkpoint on their scribbles.
         checkpoint_every: steps between checkpoints; seed: network init and batch order.
     """
 
     architecture: str = "unet2d"
+    variant: str = setting("weakseg", "--variant", "how the shape prior is trained: weakseg (this library's variant) "
+                           "or paper (the published MAAG: dynamic loss weighting, unlabelled batch, Adam 1e-4, "
+                           "best-validation checkpoint)", choices=("weakseg", "paper"))
+    validation_fraction: float = setting(0.1, "--validation-fraction", "variant paper: share of the training cases "
+                                         "held out to select the checkpoint on their scribbles", 0.01, 0.5)
     adversarial_weight: float = setting(0.0, "--adversarial-weight", "adversarial shape-prior term relative to the supervised term", 0.0, 100.0)
     image_size: int = setting(128, "--image-size", "side in pixels every slice is resized to (192-256 on a GPU)", 16, 2048)
     channels: tuple[int, ...] = setting(None, "--channels", "U-Net widths per level, finest first (16,32,64,128,256 on a GPU)", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
@@ -66,6 +76,11 @@ class CohortConfig(StoredSettings):
         check_unet_image_size(self.image_size, self.channels)
         if self.adversarial_weight and self.architecture != "attention-unet2d":
             raise WeakSegInputError("the adversarial shape prior needs the attention-unet2d architecture")
+        if self.variant not in ("weakseg", "paper"):
+            raise WeakSegInputError(f"--variant {self.variant!r}: expected weakseg or paper")
+        if self.variant == "paper" and not self.adversarial_weight:
+            raise WeakSegInputError("--variant paper: the published method has its adversarial term on "
+                                    "(--adversarial-weight > 0)")
 
 
 # Settings that change the network or its input: a resumed run must keep them.
@@ -78,3 +93,10 @@ ARCHITECTURE_SETTINGS = ("architecture", "image_size", "channels", "dropout")
 # Dice 0.000, mean 0.558) where weight 1.0 gave 0.861 (see the README's MAAG table).
 ATTENTION_UNET_PCE = {"architecture": "attention-unet2d", "entropy_weight": 0.0, "tv_weight": 0.0,
                       "outside_weight": 0.0, "learning_rate": 1e-3, "weight_decay": 0.0}
+
+# The published MAAG (Valvano et al., IEEE TMI 2021, and the authors' code,
+# gvalvano/multiscale-adversarial-attention-gates): Adam at 1e-4 for segmenter and critic,
+# adversarial weight 0.2, batch 12, no weight decay; the rest of the game is in
+# :class:`weakseg.methods.adversarial.PaperShapePrior`, the schedule and the checkpoint
+# selection in :mod:`weakseg.methods.scribble_training`.
+PAPER_MAAG = {"learning_rate": 1e-4, "adversarial_weight": 0.2, "batch_size": 12, "weight_decay": 0.0}

@@ -3,10 +3,23 @@
 One loop for the three methods: balanced partial cross-entropy on the scribbles, the
 regularisers and the background prior beyond the scribbles' hull that the settings turn
 on, and the multi-scale adversarial shape prior when ``adversarial_weight`` > 0.
+
+Variant ``paper`` of ``maag`` (:data:`~weakseg.methods.scribble_settings.PAPER_MAAG`)
+trains as the published method does: each step adds a batch of *unlabelled* slices
+(any slice of the training cases, scribbled or not) for the adversarial term
+(:class:`~weakseg.methods.adversarial.PaperShapePrior`), the learning rate follows
+:func:`~weakseg.methods.adversarial.paper_learning_rate`, and the last
+``validation_fraction`` of the training cases is held out: from the second half of the
+run on, the network is scored on their scribbles at every epoch
+(:func:`~weakseg.methods.scribble_validation.scribble_dice`) and the model file holds the
+best-scoring weights (its metadata the scores, the step chosen; the latest weights stay
+in the file to resume).
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 
 import numpy as np
@@ -16,7 +29,7 @@ from torch.nn import functional as F
 from weakseg.cases import CohortCase
 from weakseg.contract import UNLABELLED
 from weakseg.data import augment, resize_labels
-from weakseg.distributed import TrainingContext, for_training, training_context
+from weakseg.distributed import TrainingContext, for_training, training_context, world_size_from_environment
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import read_image
@@ -115,6 +128,9 @@ def train_cohort(
             missing/foreign checkpoint, different class names or network settings, or
             ``config.steps`` not beyond the stored step.
     """
+    if config.variant == "paper" and world_size_from_environment() > 1:
+        raise WeakSegInputError("maag --variant paper trains in one process only (its unlabelled batch and "
+                                "checkpoint selection are not data-parallel): run it without torchrun")
     context = training_context(_resolve_device(device), config.batch_size)
     device = context.device
     if not context.is_main:
@@ -137,7 +153,10 @@ def train_cohort(
         stored = load_checkpoint(out_path, "cpu")
         start_step = _check_resumable(stored, out_path, config, class_names)
 
+    paper = config.variant == "paper"
+    cases, validation_cases = _held_out(cases, config)
     images, labels, in_channels = _load_training_data(cases, class_names, config.image_size, progress.part(0.0, 0.05))
+    validation = _validation_slices(validation_cases, class_names, config.image_size)
     outside = outside_scribbles(labels, config.outside_margin).long()
     scribbled = torch.nonzero((labels != UNLABELLED).flatten(1).any(dim=1)).flatten()
     if not len(scribbled):
@@ -153,24 +172,33 @@ def train_cohort(
                 f"{out_path}: model was trained on {stored['metadata']['model_config'].get('in_channels')}-channel "
                 f"images but these cases have {in_channels} channel(s)"
             )
-        network.load_state_dict(stored["model"])
+        network.load_state_dict((stored.get("extra") or {}).get("latest_model") or stored["model"])
         if stored.get("optimizer"):
             optimizer.load_state_dict(stored["optimizer"])
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + start_step)
     warmup_steps = int(config.pseudo_label_warmup * config.steps)
     case_names = [case.name for case in cases]
     prior = None
+    steps_per_epoch = math.ceil(len(scribbled) / config.batch_size)
+    learning_rate_at = None
     if config.adversarial_weight:
-        from weakseg.methods.adversarial import AdversarialShapePrior
+        from weakseg.methods.adversarial import AdversarialShapePrior, PaperShapePrior, paper_learning_rate
 
         masks = load_unpaired_masks(unpaired_masks, class_names, config.image_size, case_names, progress.part(0.05, 0.06))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1)
-            prior = AdversarialShapePrior(
-                masks, len(class_names), network.scale_count, config.adversarial_weight, device, generator
-            )
+            if paper:
+                prior = PaperShapePrior(masks, len(class_names), network.scale_count, config.image_size,
+                                        config.adversarial_weight, device, generator)
+            else:
+                prior = AdversarialShapePrior(
+                    masks, len(class_names), network.scale_count, config.adversarial_weight, device, generator
+                )
         if stored is not None and (stored.get("extra") or {}).get("shape_prior"):
             prior.load_state(stored["extra"]["shape_prior"])
+        if paper:
+            def learning_rate_at(step: int) -> float:
+                return paper_learning_rate(config.learning_rate, step, config.steps, steps_per_epoch)
 
     forward = context.wrap(_AllScales(network) if prior else network)
 
@@ -195,12 +223,22 @@ def train_cohort(
             background = torch.where(far == 1, 0, UNLABELLED).to(device)
             loss = loss + config.outside_weight * context.world_size * partial_cross_entropy(
                 logits, background, normaliser=(global_far == 1).sum().to(device))
+        if paper:
+            unlabelled, _ = augment(images[torch.randint(len(images), (config.batch_size,), generator=generator)], [],
+                                    generator, config.max_rotation_degrees, config.max_scale)
+            unlabelled_logits = network.forward_scales(unlabelled.to(device))
+            prior.train_critic(scale_logits, unlabelled_logits, learning_rate_at(step))
+            return prior.segmenter_loss(scale_logits, unlabelled_logits, loss)
         if prior:
             prior.train_critic(context.gather(scale_logits), step, config.steps)
             loss = loss + prior.segmenter_loss(scale_logits, loss, context.average)
         return loss
 
+    selection = _Selection.restored(stored, network) if validation else None
+
     def checkpoint(step: int) -> None:
+        if selection is not None and step >= config.steps // 2:
+            selection.score(step, network, validation, len(class_names), device)
         metadata = {
             "method": METHOD_NAME,
             "class_names": class_names,
@@ -213,8 +251,13 @@ def train_cohort(
             "unpaired_mask_cases": [mask.case for mask in unpaired_masks or []],
         }
         extra = {"shape_prior": prior.state()} if prior else None
+        saved = network
+        if selection is not None:
+            metadata["validation"] = selection.metadata([case.name for case in validation_cases])
+            if selection.network is not None:
+                saved, extra = selection.network, {**extra, "latest_model": network.state_dict()}
         if context.is_main:
-            save_checkpoint(out_path, network, optimizer, step, metadata, extra, generator)
+            save_checkpoint(out_path, saved, optimizer, step, metadata, extra, generator)
         context.barrier()
 
     if stored is not None:
@@ -223,7 +266,9 @@ def train_cohort(
         torch.manual_seed(config.seed)  # dropout draws from torch's global generator: same seed, same run
     try:
         run_training(network, optimizer, compute_loss, config.steps, config.learning_rate, progress.part(0.06, 1.0),
-                     start_step=start_step, checkpoint=checkpoint, checkpoint_every=config.checkpoint_every)
+                     start_step=start_step, checkpoint=checkpoint,
+                     checkpoint_every=steps_per_epoch if selection is not None else config.checkpoint_every,
+                     learning_rate_at=learning_rate_at)
     finally:
         context.close()
 
@@ -237,6 +282,68 @@ class _AllScales(torch.nn.Module):
 
     def forward(self, batch: torch.Tensor) -> list[torch.Tensor]:
         return self.network.forward_scales(batch)
+
+
+def _held_out(cases: list[CohortCase], config: CohortConfig) -> tuple[list[CohortCase], list[CohortCase]]:
+    """Training and validation cases: variant ``paper`` holds out the last ``validation_fraction`` of them."""
+    if config.variant != "paper":
+        return cases, []
+    count = max(1, round(config.validation_fraction * len(cases)))
+    if count >= len(cases):
+        raise WeakSegInputError(f"--variant paper holds out {count} of the {len(cases)} training case(s) for "
+                                "checkpoint selection; give more cases")
+    return cases[:-count], cases[-count:]
+
+
+def _validation_slices(cases: list[CohortCase], class_names: list[str], size: int):
+    """The scribbled slices of the validation cases and their scribbles, or None without cases."""
+    if not cases:
+        return None
+    images, labels, _ = _load_training_data(cases, class_names, size, SILENT)
+    keep = (labels != UNLABELLED).flatten(1).any(dim=1)
+    if not keep.any():
+        raise WeakSegInputError(f"validation cases {[case.name for case in cases]} have no scribbled voxel")
+    return images[keep], labels[keep]
+
+
+class _Selection:
+    """The best-validation weights of a run (variant ``paper``), with every score measured."""
+
+    CRITERION = "mean foreground Dice of the raw prediction on the held-out cases' scribbled pixels"
+
+    def __init__(self) -> None:
+        self.history: list[list[float]] = []
+        self.best_step: int | None = None
+        self.best_score: float | None = None
+        self.network: torch.nn.Module | None = None
+
+    @classmethod
+    def restored(cls, stored: dict | None, network: torch.nn.Module) -> "_Selection":
+        """A fresh selection, or the one a resumed run's checkpoint recorded (its ``model`` is the best)."""
+        selection = cls()
+        record = ((stored or {}).get("metadata") or {}).get("validation") or {}
+        if record.get("selected_step") is not None:
+            selection.history = [list(item) for item in record["history"]]
+            selection.best_step, selection.best_score = int(record["selected_step"]), float(record["dice"])
+            selection.network = copy.deepcopy(network)
+            selection.network.load_state_dict(stored["model"])
+        return selection
+
+    def score(self, step: int, network: torch.nn.Module, validation, num_classes: int, device) -> None:
+        """Score ``network`` on the validation slices; keep a copy of its weights when they are the best so far."""
+        from weakseg.methods.scribble_validation import scribble_dice
+
+        images, labels = validation
+        value = scribble_dice(network, images, labels, num_classes, device)
+        self.history.append([step, value])
+        if self.best_score is None or value > self.best_score:
+            self.best_step, self.best_score = step, value
+            self.network = copy.deepcopy(network)
+
+    def metadata(self, case_names: list[str]) -> dict:
+        """What the model file records about the selection (plain values)."""
+        return {"cases": case_names, "criterion": self.CRITERION, "history": self.history,
+                "selected_step": self.best_step, "dice": self.best_score}
 
 
 def _check_resumable(stored: dict, path: str, config: CohortConfig, class_names: list[str]) -> int:

@@ -207,24 +207,29 @@ def _check_channels(model: CohortModel, image: LoadedImage) -> None:
 
 
 def _predict_with(
-    network: torch.nn.Module, model: CohortModel, image: LoadedImage, largest_component: bool | None
+    network: torch.nn.Module, model: CohortModel, image: LoadedImage, largest_component: bool | None,
+    post_processing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     slices = prepare_slices(image, model.image_size)
-    small = flip_averaged_softmax(network, slices, model.device)
+    small = flip_averaged_softmax(network, slices, model.device, post_processing=post_processing)
     probabilities = to_image_grid(small, image.array.shape[-2:], floor=1e-8)
     labels = probabilities.argmax(axis=0).astype(np.uint8)
-    if model.config.largest_component if largest_component is None else largest_component:
+    if post_processing and (model.config.largest_component if largest_component is None else largest_component):
         labels = keep_largest_components(labels, model.num_classes)
     return labels, probabilities
 
+
 def predict_volume(
-    model: CohortModel, image: LoadedImage, progress: Progress = SILENT, largest_component: bool | None = None
+    model: CohortModel, image: LoadedImage, progress: Progress = SILENT, largest_component: bool | None = None,
+    post_processing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment ``image`` with a cohort model, without scribbles.
 
     Args:
         largest_component: keep only the largest connected component of every foreground
             class in ``labels``; None takes the model's ``config.largest_component``.
+        post_processing: False gives the network's raw output: no flip averaging and no
+            largest-component filter (:mod:`weakseg.inference`).
 
     Returns:
         ``labels`` uint8 ``(Z, Y, X)`` (codes index ``model.class_names``) and
@@ -237,7 +242,7 @@ def predict_volume(
     _check_channels(model, image)
     progress.report(0.0, f"segmenting {Path(image.path).name}")
     with progress.stage("inference"):
-        result = _predict_with(model.network, model, image, largest_component)
+        result = _predict_with(model.network, model, image, largest_component, post_processing)
     progress.report(1.0, "segmented")
     return result
 

@@ -12,8 +12,12 @@ from weakseg.methods.spec import TRAINED, UNPAIRED_MASKS, MethodSpec
 MODEL_KIND = "cohort-unet2d"
 
 
-def scribble_unet_spec(name: str, summary: str, learns_from: tuple[str, ...], defaults: dict) -> MethodSpec:
-    """The spec of one scribble U-Net method: ``defaults`` replace :class:`CohortConfig`'s."""
+def scribble_unet_spec(name: str, summary: str, learns_from: tuple[str, ...], defaults: dict,
+                       variants: dict | None = None) -> MethodSpec:
+    """The spec of one scribble U-Net method: ``defaults`` replace :class:`CohortConfig`'s.
+
+    ``variants`` (the shape-prior method only) maps a ``--variant`` value to the defaults it brings.
+    """
     shape_prior = UNPAIRED_MASKS in learns_from
     return MethodSpec(
         name=name,
@@ -28,6 +32,7 @@ def scribble_unet_spec(name: str, summary: str, learns_from: tuple[str, ...], de
         adapt="weakseg.methods.scribble_unet:adapt_model",
         model_kind=MODEL_KIND,
         needs_unpaired_masks=shape_prior,
-        hidden_options=() if shape_prior else ("--adversarial-weight",),
+        hidden_options=() if shape_prior else ("--adversarial-weight", "--variant", "--validation-fraction"),
         data_parallel=True,
+        variants=variants or {},
     )

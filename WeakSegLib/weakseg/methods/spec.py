@@ -30,13 +30,14 @@ TRAINED = "trained"  # weakseg train, then weakseg predict / segment --model
 
 
 def setting(default: Any, option: str, help: str, minimum: float | None = None, maximum: float | None = None,
-            default_factory: Callable[[], Any] | None = None) -> Any:
+            default_factory: Callable[[], Any] | None = None, choices: tuple[str, ...] = ()) -> Any:
     """A settings dataclass field that the command line offers as ``option``.
 
     ``minimum`` / ``maximum`` are inclusive bounds checked before any work starts
-    (for tuples: every item). Several fields may share one option (it sets all of them).
+    (for tuples: every item); ``choices`` are the allowed words of a ``str`` field.
+    Several fields may share one option (it sets all of them).
     """
-    metadata = {"option": option, "help": help, "minimum": minimum, "maximum": maximum}
+    metadata = {"option": option, "help": help, "minimum": minimum, "maximum": maximum, "choices": choices}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -49,10 +50,11 @@ class OptionField:
     name: str
     option: str
     help: str
-    kind: str  # "int", "float", "bool", "str", "ints" (comma list of positive integers)
+    kind: str  # "int", "float", "bool", "ints" (comma list of positive integers), "str" (free text, or one of ``choices`` when given)
     minimum: float | None
     maximum: float | None
     default: Any
+    choices: tuple[str, ...] = ()
 
 
 def _kind(annotation: Any) -> str:
@@ -79,7 +81,7 @@ class MethodSpec:
         segment: ``module:function`` (per-image methods): ``(image, scribbles, settings, device, progress) -> labels``.
         train: ``module:function`` (trained methods): ``(request: TrainingRequest) -> None``.
         load: ``module:function``: ``(path, device, payload) -> model`` with ``class_names``.
-        predict: ``module:function``: ``(model, image, progress) -> (labels, probabilities)``.
+        predict: ``module:function``: ``(model, image, progress, post_processing=True) -> (labels, probabilities)``.
         adapt: ``module:function`` or "": ``(model, image, scribbles, progress, seed) -> (labels, probabilities)``.
         diagnose: ``module:function`` or "" (models with a classifier): ``(model, image) -> (diagnosis,
             {diagnosis: probability})``; ``weakseg predict`` then writes ``predictions.csv``.
@@ -89,6 +91,8 @@ class MethodSpec:
         needs_unpaired_masks: training refuses to start without unpaired masks.
         hidden_options: options of the settings dataclass this method does not offer.
         data_parallel: trains data-parallel under ``torchrun`` (:mod:`weakseg.distributed`).
+        variants: per value of the ``variant`` setting, the defaults that value brings (on top
+            of :attr:`defaults`, below the caller's changes).
     """
 
     name: str
@@ -109,6 +113,7 @@ class MethodSpec:
     needs_unpaired_masks: bool = False
     hidden_options: tuple[str, ...] = ()
     data_parallel: bool = False
+    variants: dict = field(default_factory=dict)
 
     def function(self, role: str) -> Callable:
         """The function this method names for ``role`` (``"train"``, ``"predict"``, ...), imported now."""
@@ -119,10 +124,11 @@ class MethodSpec:
         return getattr(importlib.import_module(module), name)
 
     def make_settings(self, **changes: Any) -> Any:
-        """This method's settings: the dataclass defaults, then :attr:`defaults`, then ``changes``."""
+        """This method's settings: the dataclass defaults, then :attr:`defaults`, the chosen variant's, then ``changes``."""
         if self.settings is None:
             raise LookupError(f"method {self.name} has no settings")
-        return self.settings(**{**self.defaults, **changes})
+        variant = changes.get("variant", self.defaults.get("variant"))
+        return self.settings(**{**self.defaults, **self.variants.get(variant, {}), **changes})
 
     def option_fields(self) -> list[OptionField]:
         """The settings fields the command line offers for this method, with this method's defaults."""
@@ -136,7 +142,7 @@ class MethodSpec:
             if option and option not in self.hidden_options:
                 result.append(OptionField(item.name, option, item.metadata["help"], _kind(hints[item.name]),
                                           item.metadata["minimum"], item.metadata["maximum"],
-                                          getattr(defaults, item.name)))
+                                          getattr(defaults, item.name), tuple(item.metadata.get("choices", ()))))
         return result
 
     def describe(self) -> dict:
@@ -151,7 +157,8 @@ class MethodSpec:
             "needs_unpaired_masks": self.needs_unpaired_masks,
             "options": [
                 {"option": item.option, "setting": item.name, "type": item.kind, "default": _plain(item.default),
-                 "minimum": item.minimum, "maximum": item.maximum, "help": item.help}
+                 "minimum": item.minimum, "maximum": item.maximum, "help": item.help,
+                 **({"choices": list(item.choices)} if item.choices else {})}
                 for item in self.option_fields()
             ],
         }

@@ -2,7 +2,7 @@
 
 from weakseg.models.attention_unet import AttentionUNet2D
 from weakseg.models.attentive_classifier import AttentiveClassifier, build_classifier
-from weakseg.models.discriminator import MultiScaleDiscriminator
+from weakseg.models.discriminator import MultiScaleDiscriminator, SqueezeMultiScaleDiscriminator
 from weakseg.models.unet import UNet2D
 
 ARCHITECTURES = {UNet2D.architecture: UNet2D, AttentionUNet2D.architecture: AttentionUNet2D}
@@ -23,4 +23,5 @@ def build_network(model_config: dict) -> UNet2D:
     )
 
 
-__all__ = ["ARCHITECTURES", "AttentionUNet2D", "AttentiveClassifier", "build_classifier", "MultiScaleDiscriminator", "UNet2D", "build_network"]
+__all__ = ["ARCHITECTURES", "AttentionUNet2D", "AttentiveClassifier", "build_classifier", "MultiScaleDiscriminator",
+           "SqueezeMultiScaleDiscriminator", "UNet2D", "build_network"]
