@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,12 @@ def child_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def finished_children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (the training, once it has ended)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(data_dir: str, out: str, train_arguments: list[str], poll_seconds: float) -> None:
@@ -51,7 +58,8 @@ def main(data_dir: str, out: str, train_arguments: list[str], poll_seconds: floa
             stamp = model.stat().st_mtime_ns if model.exists() else None
             if stamp is not None and stamp != seen:
                 seen = stamp
-                wall, cpu = time.perf_counter() - started, child_cpu_seconds(child.pid)
+                wall = time.perf_counter() - started
+                cpu = finished_children_cpu_seconds() if finished else child_cpu_seconds(child.pid)
                 temporary = copies / "latest.tmp"
                 shutil.copyfile(model, temporary)
                 step = int(torch.load(temporary, map_location="cpu", weights_only=True)["step"])
