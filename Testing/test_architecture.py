@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -124,3 +125,12 @@ def test_help_shows_each_methods_true_default(capsys):
     assert maag.make_settings().adversarial_weight == 1.0
     assert "supervised term (default maag: 1; transfer: 0.01; collaborative: 0.05)" in text
     assert "(default cohort, imagelabel, transfer, collaborative, shape-gan: 0.002; pce, maag: 0.001)" in text
+
+
+def test_every_trained_methods_predict_takes_the_post_processing_switch():
+    from weakseg.methods.spec import TRAINED
+
+    for spec in METHODS:
+        if spec.usage == TRAINED:
+            parameters = inspect.signature(spec.function("predict")).parameters
+            assert "post_processing" in parameters, f"{spec.name}: predict takes no post_processing"

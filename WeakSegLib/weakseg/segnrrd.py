@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from weakseg.bounding_box import bounding_box
 from weakseg.errors import WeakSegInputError
 from weakseg.io import GEOMETRY_TOLERANCE, labels_to_image, read_sitk, write_atomically
 
@@ -45,10 +46,9 @@ def write_seg_nrrd(path: str | os.PathLike, labels: np.ndarray, reference: sitk.
     image.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
     size = image.GetSize()
     for index, segment in enumerate(segments):
-        present = np.argwhere(np.asarray(labels) == segment.label_value)
-        if len(present):
-            low, high = present.min(axis=0)[::-1], present.max(axis=0)[::-1]
-            extent = " ".join(f"{int(a)} {int(b)}" for a, b in zip(low, high))
+        box = bounding_box(np.asarray(labels) == segment.label_value)
+        if box is not None:
+            extent = " ".join(f"{part.start} {part.stop - 1}" for part in reversed(box))
         else:
             extent = f"0 {size[0] - 1} 0 {size[1] - 1} 0 {size[2] - 1}"
         key = f"Segment{index}_"

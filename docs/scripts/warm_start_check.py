@@ -33,6 +33,7 @@ def timed(image, scribbles, cache_dir, settings):
 def main(data_dir: str, cases: list[str], settings: InteractiveConfig) -> None:
     print("| case | run 1 (3 slices fewer) s | Dice | run 2 warm s | Dice | all scribbles cold s | Dice |")
     print("|---|---|---|---|---|---|---|")
+    results = []
     for case in cases:
         base = Path(data_dir) / case
         image = read_image(f"{base}_image.nii.gz")
@@ -44,12 +45,26 @@ def main(data_dir: str, cases: list[str], settings: InteractiveConfig) -> None:
         fewer.labels = full.labels.copy()
         fewer.labels[removed] = UNLABELLED
         classes = len(full.class_names)
-        row = [case]
+        runs = []
         with tempfile.TemporaryDirectory() as cache:
             for scribbles, cache_dir in ((fewer, cache), (full, cache), (full, None)):
                 labels, seconds = timed(image, scribbles, cache_dir, settings)
-                row += [f"{seconds:.1f}", f"{np.mean(dice_per_class(labels, truth, classes)[1:]):.3f}"]
-        print("| " + " | ".join(row) + " |", flush=True)
+                runs.append((seconds, float(np.mean(dice_per_class(labels, truth, classes)[1:]))))
+        results.append(runs)
+        print("| " + " | ".join([case] + [f"{seconds:.1f} | {dice:.3f}" for seconds, dice in runs]) + " |", flush=True)
+    print(summary(results))
+
+
+def summary(results: list[list[tuple[float, float]]]) -> str:
+    """Median time ratios (warm / run 1, warm / cold with all scribbles) and the mean Dice of each run."""
+    seconds = np.array([[run[0] for run in runs] for runs in results])
+    dice = np.array([[run[1] for run in runs] for runs in results])
+    return (f"{len(results)} cases: median seconds run 1 / warm / cold {np.median(seconds[:, 0]):.1f} / "
+            f"{np.median(seconds[:, 1]):.1f} / {np.median(seconds[:, 2]):.1f}; median ratio warm / run 1 "
+            f"{np.median(seconds[:, 1] / seconds[:, 0]):.2f}, warm / cold {np.median(seconds[:, 1] / seconds[:, 2]):.2f} "
+            f"(max {np.max(seconds[:, 1] / seconds[:, 0]):.2f} / {np.max(seconds[:, 1] / seconds[:, 2]):.2f}); "
+            f"mean Dice run 1 / warm / cold {dice[:, 0].mean():.3f} / {dice[:, 1].mean():.3f} / {dice[:, 2].mean():.3f}; "
+            f"warm below cold by more than 0.01 in {int(np.sum(dice[:, 1] < dice[:, 2] - 0.01))} cases")
 
 
 if __name__ == "__main__":

@@ -134,25 +134,32 @@ def load_collaborative_model(path: str | os.PathLike, device: Any = "cpu", paylo
                               config, device, str(path))
 
 
-def _slice_probabilities(model: CollaborativeModel, image: LoadedImage):
-    """The image's normalised slices at the network size and the segmenter's softmax on them (CPU tensors)."""
+def _slice_probabilities(model: CollaborativeModel, image: LoadedImage, post_processing: bool = True):
+    """The image's normalised slices at the network size and the segmenter's softmax on them (CPU tensors).
+
+    ``post_processing=False``: one pass, no flip averaging.
+    """
     from weakseg.inference import check_channels, flip_averaged_softmax
     from weakseg.methods.scribble_unet import prepare_slices
 
     check_channels(int(model.segmenter.config["in_channels"]), image.array.shape[0], image.path, model.path)
     slices = prepare_slices(image, model.config.image_size)
-    return slices, flip_averaged_softmax(model.segmenter, slices, model.device)
+    return slices, flip_averaged_softmax(model.segmenter, slices, model.device, post_processing=post_processing)
 
 
-def predict_image(model: CollaborativeModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(Z, Y, X)`` uint8 and probabilities ``(K, Z, Y, X)`` of the segmenter on ``image``."""
+def predict_image(model: CollaborativeModel, image: LoadedImage, progress: Progress = SILENT,
+                  post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(Z, Y, X)`` uint8 and probabilities ``(K, Z, Y, X)`` of the segmenter on ``image``.
+
+    ``post_processing=False``: the raw output (no flip averaging, no largest-component filter).
+    """
     from weakseg.inference import keep_largest_components, to_image_grid
 
-    _, probabilities = _slice_probabilities(model, image)
+    _, probabilities = _slice_probabilities(model, image, post_processing)
     progress.report(0.8, "segmenting")
     on_grid = to_image_grid(probabilities, image.shape_zyx[1:], 1e-6)
     labels = on_grid.argmax(axis=0).astype(np.uint8)
-    if model.config.largest_component:
+    if post_processing and model.config.largest_component:
         labels = keep_largest_components(labels, len(model.class_names))
     progress.report(1.0, "segmented")
     return labels, on_grid

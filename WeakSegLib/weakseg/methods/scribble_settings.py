@@ -18,8 +18,8 @@ class CohortConfig(StoredSettings):
     """Settings of a cohort training run (stored in the model file as a plain dict).
 
     The defaults are the configuration measured on ACDC on a shared 2-core CPU
-    (~25 min for 3000 steps; mean val Dice 0.852 without scribbles, 0.87 with
-    adaptation to each volume's scribbles). On a GPU use ``image_size`` 160-256, ``channels``
+    (3000 steps in about 12.5 min of one core's CPU time; mean val Dice 0.859 without
+    scribbles; docs/benchmarks.md has the curve). On a GPU use ``image_size`` 160-256, ``channels``
     (16, 32, 64, 128, 256) and ~10k steps: on one H100, 160 px reached 0.884 / 0.893 at step
     7400 (6.5 min with four runs sharing the GPU); see the README's benchmark.
 

@@ -85,7 +85,8 @@ import torch
 from weakseg.data import augment, normalise_intensity, resize_images, resize_labels, volume_to_slices
 from weakseg.engine import load_model_checkpoint, pick_device, run_training
 from weakseg.errors import WeakSegInputError
-from weakseg.inference import check_channels, flip_averaged_softmax, keep_largest_components, to_image_grid
+from weakseg.inference import (check_channels, flip_averaged_softmax, keep_largest_components, most_probable_class,
+                               to_image_grid)
 from weakseg.io import LoadedImage
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
 from weakseg.models import ARCHITECTURES, UNet2D, build_network
@@ -213,7 +214,7 @@ def _predict_with(
     slices = prepare_slices(image, model.image_size)
     small = flip_averaged_softmax(network, slices, model.device, post_processing=post_processing)
     probabilities = to_image_grid(small, image.array.shape[-2:], floor=1e-8)
-    labels = probabilities.argmax(axis=0).astype(np.uint8)
+    labels = most_probable_class(probabilities)
     if post_processing and (model.config.largest_component if largest_component is None else largest_component):
         labels = keep_largest_components(labels, model.num_classes)
     return labels, probabilities

@@ -68,15 +68,19 @@ def load_model(path: str, device: torch.device, payload: dict | None = None) -> 
                          list(metadata["class_names"]), device)
 
 
-def predict_image(model: ShapeGanModel, image: LoadedImage, progress: Progress = SILENT) -> tuple[np.ndarray, np.ndarray]:
+def predict_image(model: ShapeGanModel, image: LoadedImage, progress: Progress = SILENT,
+                  post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Labels ``(Z, Y, X)`` uint8 and probabilities ``(2, Z, Y, X)`` of ``image``, slice by slice.
 
     Flip-averaged softmax on the grid, resized back to the image; per slice the largest
-    component, holes filled (one structure, in one piece).
+    component, holes filled (one structure, in one piece). ``post_processing=False``: one
+    unflipped pass, thresholded, nothing removed or filled.
     """
     check_channels(model.segmenter.config["in_channels"], image.array.shape[0], image.path)
     slices = image_slices(image, model.grid)
-    probabilities = to_image_grid(flip_averaged_softmax(model.segmenter, slices, model.device), image.shape_zyx[1:], 1e-6)
+    softmax = flip_averaged_softmax(model.segmenter, slices, model.device, post_processing=post_processing)
+    probabilities = to_image_grid(softmax, image.shape_zyx[1:], 1e-6)
     progress.report(1.0, "predicted")
-    labels = clean_masks(probabilities[1] > 0.5).astype(np.uint8)
+    foreground = probabilities[1] > 0.5
+    labels = (clean_masks(foreground) if post_processing else foreground).astype(np.uint8)
     return labels, probabilities
