@@ -39,12 +39,18 @@ def _lesion_volume(seed: int, depth: int = 6, size: int = 32) -> tuple[np.ndarra
     return image[None].astype(np.float32), mask
 
 
-def test_pipeline_trains_saves_loads_and_segments(tmp_path):
-    torch.manual_seed(0)
+def _two_labelled_volumes() -> list[LabelledVolume]:
+    """Two synthetic lesion volumes with the slice labels their masks give."""
     volumes = []
     for seed in range(2):
         image, mask = _lesion_volume(seed)
         volumes.append(LabelledVolume(f"v{seed}", image, slice_labels_from_mask(mask, CLASSES)))
+    return volumes
+
+
+def test_pipeline_trains_saves_loads_and_segments(tmp_path):
+    torch.manual_seed(0)
+    volumes = _two_labelled_volumes()
     path = tmp_path / "model.pt"
     model = train_image_label_model(volumes, CLASSES, ImageLabelConfig(**TINY), out_path=path)
     loaded = load_image_label_model(path)
@@ -60,10 +66,7 @@ def test_pipeline_trains_saves_loads_and_segments(tmp_path):
 
 def test_dataset_class_balance_trains_and_is_stored(tmp_path):
     torch.manual_seed(0)
-    volumes = []
-    for seed in range(2):
-        image, mask = _lesion_volume(seed)
-        volumes.append(LabelledVolume(f"v{seed}", image, slice_labels_from_mask(mask, CLASSES)))
+    volumes = _two_labelled_volumes()
     path = tmp_path / "model.pt"
     train_image_label_model(volumes, CLASSES, ImageLabelConfig(**{**TINY, "class_balance": "dataset"}), out_path=path)
     assert load_image_label_model(path).config.class_balance == "dataset"
