@@ -214,6 +214,17 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(array=np.ascontiguousarray(array), reference=image, path=str(path))
 
 
+def check_same_channels(channels: int | None, found: int, name: str | os.PathLike) -> int:
+    """The channel count of a set of training images: ``found`` for the first (``channels`` None), else checked equal.
+
+    Raises:
+        WeakSegInputError: ``name`` has another channel count than the images before it.
+    """
+    if channels is not None and found != channels:
+        raise WeakSegInputError(f"{name}: has {found} channel(s) but earlier images have {channels}")
+    return found
+
+
 def geometry_differences(image: sitk.Image, other: sitk.Image) -> list[str]:
     """Human-readable list of how ``other``'s grid differs from ``image``'s (empty if equal)."""
     if image.GetDimension() != other.GetDimension():

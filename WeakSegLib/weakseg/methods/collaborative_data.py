@@ -27,7 +27,7 @@ from weakseg.data import resize_labels
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import Diagnoses, read_diagnoses
-from weakseg.io import read_image, read_labelmap
+from weakseg.io import check_same_channels, read_image, read_labelmap
 from weakseg.methods.collaborative import MODEL_KIND, CollaborativeConfig
 from weakseg.methods.collaborative_training import CollaborativeArrays, CollaborativeTrainer
 from weakseg.methods.scribble_unet import prepare_slices
@@ -63,10 +63,7 @@ def build_arrays(cases: Sequence[CohortCase], diagnoses: Diagnoses | None, maske
     channels = None
     for number, case in enumerate(cases):
         image = read_image(case.image_path)
-        if channels is None:
-            channels = image.array.shape[0]
-        elif image.array.shape[0] != channels:
-            raise WeakSegInputError(f"{case.image_path}: has {image.array.shape[0]} channel(s), the other images {channels}")
+        channels = check_same_channels(channels, image.array.shape[0], case.image_path)
         slices = prepare_slices(image, size)
         count = len(slices)
         if case.name in masked:

@@ -53,7 +53,7 @@ from weakseg.data import augment, normalise_intensity, resize_images, volume_to_
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
-from weakseg.io import LoadedImage, read_image
+from weakseg.io import LoadedImage, check_same_channels, read_image
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
 from weakseg.methods.appearance import foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
@@ -131,9 +131,7 @@ def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], 
                 f"{volume.name}: needs a (C, Z, Y, X) array and one label entry per slice; got shape "
                 f"{array.shape} and {len(volume.slice_classes)} entries"
             )
-        if channels is not None and array.shape[0] != channels:
-            raise WeakSegInputError(f"{volume.name}: has {array.shape[0]} channels but earlier images have {channels}")
-        channels = array.shape[0]
+        channels = check_same_channels(channels, array.shape[0], volume.name)
         keep = [index for index, classes in enumerate(volume.slice_classes) if classes is not None]
         if not keep:
             continue

@@ -32,7 +32,7 @@ from weakseg.data import augment, resize_labels
 from weakseg.distributed import TrainingContext, for_training, training_context, world_size_from_environment
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
-from weakseg.io import read_image
+from weakseg.io import check_same_channels, read_image
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.methods.scribble_settings import ARCHITECTURE_SETTINGS, CohortConfig
 from weakseg.methods.spec import TrainingRequest
@@ -55,12 +55,7 @@ def _load_training_data(cases, class_names, size, progress: Progress):
     channels = None
     for index, case in enumerate(cases):
         image = read_image(case.image_path)
-        if channels is None:
-            channels = image.array.shape[0]
-        elif image.array.shape[0] != channels:
-            raise WeakSegInputError(
-                f"{case.image_path}: has {image.array.shape[0]} channels but earlier cases have {channels}"
-            )
+        channels = check_same_channels(channels, image.array.shape[0], case.image_path)
         scribbles = load_scribbles(case.scribble_path, image, class_names)
         images.append(prepare_slices(image, size))
         labels.append(resize_labels(torch.from_numpy(scribbles.labels.astype(np.int64)), (size, size)))
