@@ -35,7 +35,7 @@ IMPORTABLE = sorted(name for name in MODULES if name != "weakseg.__main__")  # _
 
 def _runtime_imports(path: Path) -> set[str]:
     """The weakseg modules a module imports at run time (``if TYPE_CHECKING:`` blocks left out)."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
                and getattr(block.test, "id", None) == "TYPE_CHECKING" for node in ast.walk(block)}
     found = set()
@@ -84,7 +84,7 @@ def test_only_the_command_line_imports_the_command_layer():
 
 
 def test_no_module_is_longer_than_500_lines():
-    long = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
+    long = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in MODULES.items()}
     assert {name: count for name, count in long.items() if count > MAX_LINES} == {}
 
 
