@@ -282,3 +282,24 @@ def test_a_server_with_train_processes_trains_data_parallel_and_returns_the_sing
     keys = [key for key, value in one.items() if value.is_floating_point() and "running" not in key]
     distance = sum(float((one[key] - two[key]).pow(2).sum()) for key in keys) ** 0.5
     assert distance <= 1e-5 * sum(float(one[key].pow(2).sum()) for key in keys) ** 0.5
+
+
+def test_restart_settles_a_job_that_ended_while_the_server_was_down_by_the_status_it_left(tmp_path):
+    """A job whose process finished after the server died is done (exit 0) or failed, never run again."""
+    from weakseg.serve.job_process import STATUS_NAME
+    from weakseg.serve.queue import recover
+    from weakseg.serve.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    for job_id, status in (("ended", "0"), ("refused", "2"), ("killed", None)):
+        store.add(job_id, "train", ["data", "--out", "model.pt"], resumable=True)
+        store.claim_next("cpu0")
+        out = tmp_path / "jobs" / job_id / "out"
+        out.mkdir(parents=True)
+        (out / "model.pt").write_bytes(b"checkpoint")
+        if status is not None:
+            (tmp_path / "jobs" / job_id / STATUS_NAME).write_text(status)
+    recover(store, tmp_path / "jobs")
+    assert store.get("ended")["state"] == "done"
+    assert store.get("refused")["state"] == "failed" and "bad input" in store.get("refused")["error"]
+    assert store.get("killed")["state"] == "queued" and "--resume" in store.get("killed")["arguments"]

@@ -6,7 +6,8 @@ torch and the command line once. The child then makes itself a new session (so c
 reaches everything it starts), enters the job's folder, sends its stdout (``PROGRESS``
 lines) and stderr to files there, and runs ``entry`` (the command line's ``main``, handed
 down by :mod:`weakseg.cli`), exactly what ``python -m weakseg <arguments>`` runs. Its exit
-status is the command line's.
+status is the command line's; it is also left in the folder (:data:`STATUS_NAME`), so that a
+server restarted after the job ended, unseen, can settle it (:func:`recorded_status`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Callable, Optional
 
 PROGRESS_NAME = "progress.txt"
 LOG_NAME = "log.txt"
+STATUS_NAME = "exit-status.txt"
 
 
 # Imported once by the forkserver, so that each job starts without importing them again.
@@ -45,7 +47,27 @@ def run(entry: Callable[[list], Optional[int]], arguments: list, folder: str, en
         status = 1
     sys.stdout.flush()
     sys.stderr.flush()
+    _record_status(status)
     os._exit(status)
+
+
+def _record_status(status: int) -> None:
+    """Write the exit status to :data:`STATUS_NAME` in the job's folder (the working directory), atomically."""
+    partial = STATUS_NAME + ".part"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(str(status))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, STATUS_NAME)
+
+
+def recorded_status(folder: str | os.PathLike) -> Optional[int]:
+    """The exit status a job's process left in ``folder``, or None when it did not end (or never ran)."""
+    try:
+        with open(os.path.join(folder, STATUS_NAME), encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def torchrun(processes: int, arguments: list) -> int:

@@ -119,15 +119,7 @@ class JobQueue:
         process.start()
         self.store.set_pid(job["id"], process.pid)
         cancelled = self._supervise(job["id"], process, folder / PROGRESS_NAME)
-        code = process.exitcode
-        if cancelled or code == EXIT_CANCELLED:
-            self.store.finish(job["id"], CANCELLED, code, "cancelled")
-        elif code == EXIT_OK:
-            self.store.finish(job["id"], DONE, code)
-        else:
-            reason = _error_line(folder / LOG_NAME)
-            kind = "bad input" if code == EXIT_BAD_INPUT else f"exit code {code}"
-            self.store.finish(job["id"], FAILED, code, f"{kind}: {reason}")
+        settle(self.store, job["id"], process.exitcode, folder, cancelled)
 
     def _supervise(self, job_id: str, process, progress_path: Path) -> bool:
         """Wait for the process, passing on its progress; on a cancel request stop its group.
@@ -200,6 +192,18 @@ def _error_line(log_path: Path) -> str:
     return lines[-1] if lines else "no error message"
 
 
+def settle(store: JobStore, job_id: str, code: Optional[int], folder: Path, cancelled: bool = False) -> None:
+    """Record how a job's process ended: cancelled, done (exit 0) or failed with the error line of its log."""
+    if cancelled or code == EXIT_CANCELLED:
+        store.finish(job_id, CANCELLED, code, "cancelled")
+    elif code == EXIT_OK:
+        store.finish(job_id, DONE, code)
+    else:
+        reason = _error_line(folder / LOG_NAME)
+        kind = "bad input" if code == EXIT_BAD_INPUT else f"exit code {code}"
+        store.finish(job_id, FAILED, code, f"{kind}: {reason}")
+
+
 def stop_leftover_process(pid: Optional[int], folder: Path) -> None:
     """Kill the process group a stopped server left running for the job in ``folder`` (Linux: checked by its cwd)."""
     if not pid or not sys.platform.startswith("linux"):
@@ -213,13 +217,17 @@ def stop_leftover_process(pid: Optional[int], folder: Path) -> None:
 
 
 def recover(store: JobStore, jobs_folder: Path) -> None:
-    """Settle the jobs a stopped server left running: a training with a checkpoint is queued again with
-    ``--resume``; every other is marked failed, saying why. No partial result is ever served (only
-    ``done`` jobs are)."""
+    """Settle the jobs a stopped server left running: a job whose process ended meanwhile by the exit
+    status it left (:func:`job_process.recorded_status`); a training with a checkpoint is queued again
+    with ``--resume``; every other is marked failed, saying why. No partial result is ever served
+    (only ``done`` jobs are)."""
     for job in store.running():
         folder = Path(jobs_folder) / job["id"]
         stop_leftover_process(job.get("pid"), folder)
-        if job["resumable"] and (folder / "out" / MODEL_NAME).is_file():
+        status = job_process.recorded_status(folder)
+        if status is not None:
+            settle(store, job["id"], status, folder)
+        elif job["resumable"] and (folder / "out" / MODEL_NAME).is_file():
             arguments = job["arguments"] if "--resume" in job["arguments"] else job["arguments"] + ["--resume"]
             store.requeue(job["id"], arguments)
         else:
