@@ -57,6 +57,7 @@ class WeakSegParameterNode:
     method: Annotated[str, Default("interactive")]  # no Choice: the menus come from the library (method_menus)
     modelPath: str
     trainingMethod: Annotated[str, Default("cohort")]
+    shapeModel: str
     resume: bool
 
 
@@ -422,10 +423,10 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onTrain(self) -> None:
         volumes = self._selectedVolumes() or self.logic.volumeNodes()
-        modelPath = self._parameterNode.modelPath
+        modelPath, method = self._parameterNode.modelPath, self._parameterNode.trainingMethod
         self._startJob(
             lambda: self.logic.startTraining(volumes, modelPath, self._classNames(), self._parameterNode.resume,
-                                             method=self._parameterNode.trainingMethod),
+                                             method=method, shapeModel=self.logic.shapeModelFor(method, self._parameterNode.shapeModel)),
             lambda path: f"Model saved to {path}.",
         )
 

@@ -563,3 +563,11 @@ def test_shape_gan_training_takes_a_shape_model_or_the_masks_of_other_volumes(lo
         logic.trainCohort([plain], tmp_path / "none.pt", method="shape-gan")
     with pytest.raises(WeakSegInputError, match="does not take a shape model"):
         logic.trainCohort([scribbled], tmp_path / "cohort.pt", method="cohort", shapeModel="ellipse")
+
+
+def test_the_panels_shape_model_reaches_only_a_method_that_learns_from_shapes(logic):
+    assert logic.shapeModelFor("shape-gan", " ellipse:major=0.3-0.8 ") == "ellipse:major=0.3-0.8"
+    assert logic.shapeModelFor("shape-gan", "") == ""
+    assert logic.shapeModelFor("cohort", "ellipse") == ""  # the field kept its text while the user tried cohort
+    with pytest.raises(WeakSegInputError, match="unknown training method 'no-such-method'"):
+        logic.shapeModelFor("no-such-method", "ellipse")

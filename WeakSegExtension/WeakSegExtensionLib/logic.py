@@ -133,6 +133,14 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         kind = "training method" if usage == TRAINED_USAGE else "method"
         raise WeakSegInputError(f"unknown {kind} {name!r}; choose one of {self.methodNames(usage)}")
 
+    def shapeModelFor(self, method: str, shapeModel: str) -> str:
+        """The panel's *Shape model* text if training method ``method`` learns from a shape model, else "".
+
+        The field stays filled while the user tries other training methods; only a method that
+        takes shapes (``shape-gan``) receives it, so switching methods never makes training fail.
+        """
+        return shapeModel.strip() if SHAPE_MODEL in self.method(method, TRAINED_USAGE)["learns_from"] else ""
+
     # -- dependencies --------------------------------------------------------------------------
 
     def missingDependencies(self) -> list[str]:
