@@ -209,3 +209,9 @@ def test_helper_package_has_no_qt_and_the_bridge_no_slicer_util_or_modules():
     assert "slicer.util" not in bridge and "slicer.modules" not in bridge
     assert importedModules(LIBRARY / "runner.py") <= {"__future__", "ctypes", "os", "queue", "re", "signal", "subprocess", "sys",
                                                        "threading", "time", "collections", "dataclasses", "typing"}
+
+
+def test_the_licence_file_at_the_root_is_the_one_the_library_declares():
+    licence = (REPOSITORY / "LICENSE.txt").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert 'license = {text = "Apache-2.0"}' in (REPOSITORY / "WeakSegLib" / "pyproject.toml").read_text()
