@@ -16,7 +16,7 @@ from weakseg.engine import load_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.losses import dynamically_weighted_loss
 from weakseg.methods.adversarial import paper_learning_rate
-from weakseg.methods.registry import method_named
+from weakseg.methods.registry import method_named, training_options
 from weakseg.methods.scribble_training import _load_training_data, train_cohort
 from weakseg.methods.scribble_unet import load_cohort_model
 from weakseg.methods.scribble_validation import scribble_dice
@@ -91,6 +91,13 @@ def test_variant_defaults_come_from_the_paper_and_the_default_variant_is_unchang
     assert (paper.variant, paper.learning_rate, paper.adversarial_weight) == ("paper", 1e-4, 0.2)
     assert spec.make_settings(variant="paper", learning_rate=5e-4).learning_rate == 5e-4
     assert "--variant" not in [item.option for item in method_named("pce").option_fields()]
+
+
+def test_each_variant_lists_the_option_defaults_it_changes():
+    takers = dict(training_options()["--adversarial-weight"])
+    assert [item.default for item in takers["maag"]] == [1.0]
+    assert [item.default for item in takers["maag --variant paper"]] == [0.2]
+    assert "maag --variant paper" not in dict(training_options()["--steps"])  # same default: no entry of its own
 
 
 @pytest.fixture(scope="module")

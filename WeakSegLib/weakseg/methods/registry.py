@@ -68,17 +68,30 @@ def method_for_model(metadata: dict, path: str) -> MethodSpec:
 
 
 def training_options() -> dict[str, list[tuple[str, list[OptionField]]]]:
-    """Every settings option of the trained methods: option -> [(method, its fields)], in registry order."""
+    """Every settings option of the trained methods: option -> [(method, its fields)], in registry order.
+
+    A method's variant whose defaults differ for an option adds an entry of its own, named
+    ``METHOD --variant VARIANT``, so that the help shows the default each variant really uses.
+    """
     options: dict[str, list[tuple[str, list[OptionField]]]] = {}
     for spec in METHODS:
         if spec.usage != TRAINED:
             continue
-        fields: dict[str, list[OptionField]] = {}
-        for item in spec.option_fields():
-            fields.setdefault(item.option, []).append(item)
-        for option, items in fields.items():
+        base = _fields_by_option(spec.option_fields())
+        for option, items in base.items():
             options.setdefault(option, []).append((spec.name, items))
+        for variant in spec.variants:
+            for option, items in _fields_by_option(spec.option_fields(variant)).items():
+                if [item.default for item in items] != [item.default for item in base[option]]:
+                    options[option].append((f"{spec.name} --variant {variant}", items))
     return options
+
+
+def _fields_by_option(fields: list[OptionField]) -> dict[str, list[OptionField]]:
+    grouped: dict[str, list[OptionField]] = {}
+    for item in fields:
+        grouped.setdefault(item.option, []).append(item)
+    return grouped
 
 
 def describe_methods() -> list[dict]:

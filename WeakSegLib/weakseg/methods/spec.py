@@ -130,13 +130,13 @@ class MethodSpec:
         variant = changes.get("variant", self.defaults.get("variant"))
         return self.settings(**{**self.defaults, **self.variants.get(variant, {}), **changes})
 
-    def option_fields(self) -> list[OptionField]:
-        """The settings fields the command line offers for this method, with this method's defaults."""
+    def option_fields(self, variant: str | None = None) -> list[OptionField]:
+        """The settings fields the command line offers for this method, with its defaults (those of ``variant`` if given)."""
         if self.settings is None:
             return []
         result = []
         hints = {item.name: item.type for item in dataclasses.fields(self.settings)}
-        defaults = self.make_settings()
+        defaults = self.make_settings(**({"variant": variant} if variant else {}))
         for item in dataclasses.fields(self.settings):
             option = item.metadata.get("option")
             if option and option not in self.hidden_options:
