@@ -138,6 +138,28 @@ def test_train_and_predict_2d_rgb_writes_masks_and_predictions_csv(tmp_path):
     assert result.GetSize() == (32, 32)
 
 
+def test_segmenting_then_diagnosing_an_image_runs_the_segmenter_once(tmp_path):
+    from weakseg.io import read_image
+    from weakseg.methods.collaborative import diagnose_image, load_collaborative_model, predict_image
+
+    labels_csv = write_cohort(tmp_path / "data", count=4)
+    assert main(["train", str(tmp_path / "data"), "--method", "collaborative", "--masks-split", "L01",
+                 "--image-labels", str(labels_csv), "--out", str(tmp_path / "model.pt")] + FAST) == 0
+    model = load_collaborative_model(tmp_path / "model.pt")
+    calls = []
+    model.segmenter.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    image = read_image(tmp_path / "data" / "L03_image.png")
+    labels, probabilities = predict_image(model, image)
+    passes = len(calls)
+    diagnosis, values = diagnose_image(model, image)
+    assert passes > 0 and len(calls) == passes  # the diagnosis reused the segmentation's pass
+    assert diagnosis in DIAGNOSES and sum(values.values()) == pytest.approx(1.0, abs=1e-4)
+    again = read_image(tmp_path / "data" / "L03_image.png")
+    assert diagnose_image(model, again) == (diagnosis, values) and len(calls) == 2 * passes  # another image: a new pass
+    predict_image(model, again, post_processing=False)
+    assert len(calls) == 2 * passes + 1  # the raw output is one unflipped pass, not the kept flip average
+
+
 def test_train_and_predict_a_3d_volume_slice_by_slice(tmp_path):
     rng = np.random.default_rng(1)
     folder = tmp_path / "volumes"

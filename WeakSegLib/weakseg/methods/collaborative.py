@@ -103,6 +103,7 @@ class CollaborativeModel:
     config: CollaborativeConfig
     device: Any
     path: str = ""
+    last_pass: tuple = ()  # (image, post_processing, slices, probabilities) of the latest segmenter pass
 
 
 def load_collaborative_model(path: str | os.PathLike, device: Any = "cpu", payload: dict | None = None) -> CollaborativeModel:
@@ -137,14 +138,19 @@ def load_collaborative_model(path: str | os.PathLike, device: Any = "cpu", paylo
 def _slice_probabilities(model: CollaborativeModel, image: LoadedImage, post_processing: bool = True):
     """The image's normalised slices at the network size and the segmenter's softmax on them (CPU tensors).
 
-    ``post_processing=False``: one pass, no flip averaging.
+    ``post_processing=False``: one pass, no flip averaging. The latest pass is kept on the model, so
+    that ``predict`` segmenting an image and then diagnosing it runs the segmenter once.
     """
     from weakseg.inference import check_channels, flip_averaged_softmax
     from weakseg.methods.scribble_unet import prepare_slices
 
+    if model.last_pass and model.last_pass[0] is image and model.last_pass[1] == post_processing:
+        return model.last_pass[2], model.last_pass[3]
     check_channels(int(model.segmenter.config["in_channels"]), image.array.shape[0], image.path, model.path)
     slices = prepare_slices(image, model.config.image_size)
-    return slices, flip_averaged_softmax(model.segmenter, slices, model.device, post_processing=post_processing)
+    probabilities = flip_averaged_softmax(model.segmenter, slices, model.device, post_processing=post_processing)
+    model.last_pass = (image, post_processing, slices, probabilities)
+    return slices, probabilities
 
 
 def predict_image(model: CollaborativeModel, image: LoadedImage, progress: Progress = SILENT,
