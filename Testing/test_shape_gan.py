@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,11 @@ def test_head_circumference_of_a_drawn_ellipse_and_pixel_size_csv(tmp_path):
     (tmp_path / "hc18_pixel_size.csv").write_text("case,pixel_size_mm,head_circumference_mm\n007,0.125,50\n")
     assert pixel_size_from_csv(tmp_path / "007_image.png") == 0.125
     assert pixel_size_from_csv(tmp_path / "008_image.png") is None
+    table = tmp_path / "hc18_pixel_size.csv"
+    table.write_text("case,pixel_size_mm\n007,0.25\n008,-1\n")
+    os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 10**9))  # an edit within the clock's tick
+    with pytest.raises(WeakSegInputError, match=r"hc18_pixel_size.csv, line 3: pixel_size_mm '-1' is not a positive"):
+        pixel_size_from_csv(tmp_path / "007_image.png")  # the edited table is read again, and its bad row named
 
 
 def test_noise_weighted_dice_ignores_zero_weight_pixels():

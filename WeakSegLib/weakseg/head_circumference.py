@@ -15,12 +15,14 @@ spacing. :func:`head_circumference_columns` gives the columns ``weakseg predict`
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from weakseg.errors import WeakSegInputError
 
 PIXEL_SIZE_CSV = "hc18_pixel_size.csv"
 
@@ -49,18 +51,37 @@ def head_circumference_mm(mask: np.ndarray, spacing_yx: tuple[float, float]) -> 
 def pixel_size_from_csv(image_path: str | os.PathLike) -> float | None:
     """The pixel size (mm) that ``hc18_pixel_size.csv`` beside the image gives its case, or None.
 
-    The case is the file name up to ``_image`` (``012_image.png`` -> ``012``) or its stem.
+    The case is the file name up to ``_image`` (``012_image.png`` -> ``012``) or its stem. The
+    table is read once per file version, not once per image of a folder.
+
+    Raises:
+        WeakSegInputError: a row of the table holds a pixel size that is not a positive number.
     """
     table = Path(image_path).parent / PIXEL_SIZE_CSV
     if not table.is_file():
         return None
     name = Path(image_path).name
     case = name.split("_image")[0] if "_image" in name else name.split(".")[0]
+    return _pixel_sizes(str(table), table.stat().st_mtime_ns).get(case)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_sizes(table: str, modified_ns: int) -> dict[str, float]:
+    """Case -> pixel size (mm) of one table; ``modified_ns`` makes an edited table be read again."""
+    sizes = {}
     with open(table, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get("case") == case and row.get("pixel_size_mm"):
-                return float(row["pixel_size_mm"])
-    return None
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            text = (row.get("pixel_size_mm") or "").strip()
+            if not row.get("case") or not text:
+                continue
+            try:
+                size = float(text)
+            except ValueError:
+                size = 0.0
+            if not size > 0 or math.isinf(size):
+                raise WeakSegInputError(f"{table}, line {line}: pixel_size_mm {text!r} is not a positive number of mm")
+            sizes[row["case"]] = size
+    return sizes
 
 
 def head_circumference_columns(image, labels: np.ndarray) -> dict[str, str]:
