@@ -260,13 +260,15 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
     if arguments.kind == "imagelabel":
         from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
 
-        for option, value in (("--rounds", arguments.rounds), ("--steps", arguments.steps)):
+        for option, value in (("--rounds", arguments.rounds), ("--steps", arguments.steps),
+                              ("--gan-steps", arguments.gan_steps)):
             check_count(option, value)
         check_count("--image-size", arguments.image_size, 16)
         options = ImageLabelBenchOptions(
             data_dir=arguments.data_dir, out=arguments.out, methods=methods or IMAGELABEL_METHODS,
             layout=arguments.layout, train_split=arguments.train_split, test_split=arguments.test_split,
-            channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, image_size=arguments.image_size,
+            channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, gan_steps=arguments.gan_steps,
+            image_size=arguments.image_size,
             class_balance=arguments.class_balance, overlays=arguments.overlays, device=arguments.device,
             seed=arguments.seed)
         return run_imagelabel_bench(options, progress).text

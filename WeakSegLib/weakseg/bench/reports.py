@@ -23,9 +23,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def write_overlay(out: Path, case: str, method: str, image: np.ndarray, truth: np.ndarray | None,
-                  prediction: np.ndarray, scribbles: np.ndarray | None = None) -> None:
-    """``overlay_<case>_<method>.png``: image | truth | prediction (with the scribbles when given)."""
-    picture = overlay_picture(image, truth, prediction, scribbles)
+                  prediction: np.ndarray, scribbles: np.ndarray | None = None,
+                  more_images: tuple[np.ndarray, ...] = ()) -> None:
+    """``overlay_<case>_<method>.png``: image | truth | prediction [| more images] (with the scribbles when given)."""
+    picture = overlay_picture(image, truth, prediction, scribbles, more_images=more_images)
     write_png(out / f"overlay_{case}_{method.replace('+', '_')}.png", picture)
 
 
