@@ -176,3 +176,28 @@ def test_command_line_trains_and_predicts_and_refuses_bad_options(tmp_path, caps
     assert not (tmp_path / "x.pt").exists()
     with pytest.raises(WeakSegInputError, match="cam_fusion 1.5"):
         CycleSettings(cam_fusion=1.5).check()
+
+
+def test_bench_imagelabel_scores_the_cycle_rows_over_seeds(tmp_path, capsys):
+    data = tmp_path / "brats"
+    data.mkdir()
+    for seed, name in enumerate(["pat01", "pat02", "pat03"]):
+        image, mask = _blob_volume(seed)
+        sitk.WriteImage(sitk.GetImageFromArray(image[0]), str(data / f"{name}_flair.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(mask), str(data / f"{name}_label.nii.gz"))
+    out = tmp_path / "out"
+    status = main(["bench", "imagelabel", str(data), "--train-split", "pat01,pat02", "--test-split", "pat03",
+                   "--methods", "cam,cycle,cycle-net", "--steps", "4", "--gan-steps", "4", "--image-size", "32",
+                   "--seeds", "0,1", "--out", str(out), "--overlays", "1", "--progress", "none"])
+    assert status == 0
+    table = capsys.readouterr().out
+    assert table.count("| cycle-net |") == 3  # one table per seed and the spread table
+    assert "3D Dice mean" in table
+    spread = (out / "spread.csv").read_text().splitlines()
+    assert spread[0].startswith("method,seeds,dice_3d_mean") and len(spread) == 4
+    overlay = sitk.ReadImage(str(out / "seed-1" / "overlay_pat03_cycle.png"))
+    plain = sitk.ReadImage(str(out / "seed-1" / "overlay_pat03_cycle-net.png"))
+    assert overlay.GetWidth() == plain.GetWidth() + 32  # the translated healthy image is the extra panel
+    assert main(["bench", "imagelabel", str(data), "--train-split", "pat01", "--test-split", "pat03",
+                 "--seeds", "0,x", "--out", str(tmp_path / "bad"), "--progress", "none"]) == 2
+    assert "--seeds '0,x': expected a comma list" in capsys.readouterr().err

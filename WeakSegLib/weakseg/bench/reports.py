@@ -75,3 +75,28 @@ def transfer_table(summary: list[dict], foreground: list[str], case_count: int) 
                   + [f"{entry['mean_hd95']:.1f}", f"{entry['seconds']:.1f}"])
         lines.append("| " + " | ".join([entry["method"]] + values) + " |")
     return "\n".join(lines)
+
+
+def seed_spread(rows: list[dict], methods: list[str]) -> list[dict]:
+    """Per method, over the seeds of ``rows`` (summary rows with a ``seed``): mean, lowest, highest and spread
+    (highest - lowest) of the 3D Dice and of the lesion-slice Dice."""
+    spread = []
+    for method in methods:
+        entries = [row for row in rows if row["method"] == method]
+        dice, slice_dice = (np.array([row[key] for row in entries]) for key in ("dice_3d", "slice_dice"))
+        spread.append({"method": method, "seeds": len(entries), "dice_3d_mean": float(dice.mean()),
+                       "dice_3d_min": float(dice.min()), "dice_3d_max": float(dice.max()),
+                       "dice_3d_spread": float(dice.max() - dice.min()), "slice_dice_mean": float(slice_dice.mean()),
+                       "slice_dice_spread": float(slice_dice.max() - slice_dice.min())})
+    return spread
+
+
+def spread_table(spread: list[dict]) -> str:
+    """A Markdown table of :func:`seed_spread`."""
+    header = ["method", "3D Dice mean", "min", "max", "spread", "Dice (lesion slices) mean", "spread"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in spread:
+        values = [entry[key] for key in ("dice_3d_mean", "dice_3d_min", "dice_3d_max", "dice_3d_spread",
+                                         "slice_dice_mean", "slice_dice_spread")]
+        lines.append("| " + " | ".join([entry["method"]] + [f"{value:.3f}" for value in values]) + " |")
+    return "\n".join(lines)
