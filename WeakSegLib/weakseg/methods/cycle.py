@@ -52,10 +52,12 @@ class CycleSettings(StoredSettings):
         joint_weight: the joint discrimination (the classifier's verdict on translated images).
         change_weight: L1 of the change a lesion->healthy translation makes (WeakSeg's own: the
             smallest change that makes the image healthy).
-        cam_fusion: exponent of the CAM in the fused score ``difference^(1 - w) * cam^w``.
+        cam_fusion: weight of the CAM in the fused score ``(1 - w) * difference + w * cam``.
         crf: refine the pseudo masks with the dense CRF.
         segmenter_channels, dropout, segmenter_steps, batch_size, learning_rate, weight_decay:
             the segmentation U-Net and its AdamW training (also the classifier's optimiser).
+        dice_weight: weight of a soft Dice term (over the labelled pixels) added to the segmenter's
+            partial cross-entropy; 0 = cross-entropy alone.
         checkpoint_every: the model file is rewritten every this many steps (and after each stage).
         seed: initialisation, batch order, dropout.
     """
@@ -81,6 +83,7 @@ class CycleSettings(StoredSettings):
     crf: bool = True
     segmenter_channels: tuple[int, ...] = setting(None, "--channels", "segmentation U-Net widths per level, finest first", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = 0.1
+    dice_weight: float = 0.0
     segmenter_steps: int = setting(750, "--steps", "cycle: training steps of the segmentation network", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate of each stage (polynomial decay to 0)", 1e-8, 10.0)

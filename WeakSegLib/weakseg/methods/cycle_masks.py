@@ -4,14 +4,18 @@ For a slice ``x`` the classifier calls (or its label says) lesion, with CAM ``c`
 
 1. the guide is ``c`` and the healthy counterpart ``h = to_healthy(x, c)``;
 2. the difference ``d = mean over channels |x - h|``, divided by its maximum in the slice;
-3. the fused score ``s = d^(1 - w) * c^w`` (``w`` = ``cam_fusion``; the paper fuses the
-   translation's mask with the CAM, this geometric mean is WeakSeg's form of it);
-4. a per-slice Otsu threshold ``t`` over the pixels the translation changed at all
-   (``s`` above 5 % of its maximum), so the cut separates strong changes from faint ones;
+3. the fused score ``s = (1 - w) d + w c`` (``w`` = ``cam_fusion``; the paper fuses the
+   translation's mask with the CAM, this weighted mean is WeakSeg's form of it);
+4. a per-slice Otsu threshold ``t`` over all the slice's scores;
 5. a lesion probability that is 0.5 at ``t``, rising linearly to 1 at ``s = 1`` and falling
    to 0 at ``s = 0``, refined by the slice-wise dense CRF (:func:`weakseg.crf.refine_with_crf`).
 
 Slices not called lesion get probability 0. Everything is on the network grid ``(N, S, S)``.
+
+The fusion and the threshold were chosen on the BraTS training patients (pat0005, pat0006; one
+run, seed 2, 96 px), by the Dice of the masks against the truth: weighted mean 0.586, geometric
+mean 0.523, the difference alone 0.391 (Otsu over all scores); a first rule, the geometric mean
+cut by Otsu over the changed pixels only, gave 0.397 (it kept the strongest changes alone).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from weakseg.crf import CrfParams, refine_with_crf
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.models.cycle_nets import GuidedGenerator
 
-CHANGED_FRACTION = 0.05
 UNSURE_BAND = (0.3, 0.7)
 
 
@@ -49,18 +52,16 @@ def fused_scores(images: torch.Tensor, translated: torch.Tensor, cams: torch.Ten
     """Steps 2-3 of the module docstring: ``(N, S, S)`` scores in 0..1."""
     difference = (images - translated).abs().mean(dim=1)
     difference = difference / difference.amax(dim=(1, 2), keepdim=True).clamp(min=1e-6)
-    return (difference.clamp(min=0) ** (1 - cam_fusion) * cams[:, 0].clamp(min=0) ** cam_fusion).numpy()
+    return ((1 - cam_fusion) * difference + cam_fusion * cams[:, 0].clamp(min=0)).numpy()
 
 
 def _otsu_probability(score: np.ndarray) -> np.ndarray:
     """Steps 4-5 (before the CRF) for one slice's scores ``(S, S)``."""
     from skimage.filters import threshold_otsu
 
-    peak = float(score.max())
-    changed = score[score > CHANGED_FRACTION * peak]
-    if peak <= 0 or changed.size < 2 or changed.min() == changed.max():
+    if score.max() <= 0 or score.min() == score.max():
         return np.zeros_like(score, dtype=np.float32)
-    cut = float(threshold_otsu(changed))
+    cut = float(threshold_otsu(score))
     below = score / (2 * cut)
     above = 0.5 + 0.5 * (score - cut) / max(1.0 - cut, 1e-6)
     return np.clip(np.where(score < cut, below, above), 0.0, 1.0).astype(np.float32)
