@@ -57,7 +57,11 @@ class CycleSettings(StoredSettings):
         segmenter_channels, dropout, segmenter_steps, batch_size, learning_rate, weight_decay:
             the segmentation U-Net and its AdamW training (also the classifier's optimiser).
         dice_weight: weight of a soft Dice term (over the labelled pixels) added to the segmenter's
-            partial cross-entropy; 0 = cross-entropy alone.
+            partial cross-entropy; 0 = cross-entropy alone. Chosen on the BraTS training patients
+            (one translation game, seed 2, the segmenter retrained from its masks): 3D Dice of the
+            network on those patients 0.600 with weight 1, 0.539 with cross-entropy alone; with
+            cross-entropy alone, whole runs of seed 2 ended with an empty network (it learnt to
+            call everything background).
         checkpoint_every: the model file is rewritten every this many steps (and after each stage).
         seed: initialisation, batch order, dropout.
     """
@@ -83,7 +87,7 @@ class CycleSettings(StoredSettings):
     crf: bool = True
     segmenter_channels: tuple[int, ...] = setting(None, "--channels", "segmentation U-Net widths per level, finest first", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = 0.1
-    dice_weight: float = 0.0
+    dice_weight: float = 1.0
     segmenter_steps: int = setting(750, "--steps", "cycle: training steps of the segmentation network", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate of each stage (polynomial decay to 0)", 1e-8, 10.0)
