@@ -61,9 +61,9 @@ def test_train_ranges_come_from_the_settings(capsys, data, tmp_path, option, val
 
 def test_an_option_of_another_method_is_refused_naming_who_takes_it(capsys, data, tmp_path):
     message = refused(capsys, "train", data, "--out", tmp_path / "m.pt", "--adversarial-weight", "0.5", *TINY)
-    assert "--adversarial-weight: method cohort does not take it (taken by: maag, transfer, collaborative)" in message
+    assert "--adversarial-weight: method cohort does not take it (taken by: maag, transfer, collaborative, cycle)" in message
     message = refused(capsys, "train", data, "--out", tmp_path / "m.pt", "--mirror-excess", *TINY)
-    assert "method cohort does not take it (taken by: imagelabel)" in message
+    assert "method cohort does not take it (taken by: imagelabel, cycle)" in message
     message = refused(capsys, "train", data, "--out", tmp_path / "m.pt", "--unpaired-split", "2", *TINY)
     assert "does not take unpaired masks (taken by: maag, shape-gan)" in message
 

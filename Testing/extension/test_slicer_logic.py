@@ -354,6 +354,29 @@ def test_imagelabel_training_passes_the_cohort_image_labels(logic, scene, tmp_pa
         logic.trainCohort([scribbled], tmp_path / "lesions.pt", method="imagelabel")
 
 
+def test_cycle_training_is_offered_and_passes_the_cohort_image_labels(logic, scene, tmp_path):
+    import json
+
+    cycle = next(entry for entry in logic.methodCatalog() if entry["name"] == "cycle")
+    assert cycle["usage"] == "trained" and cycle["learns_from"] == ["image-labels"]
+    assert {"--gan-steps", "--joint-weight", "--checkpoint-every"} <= {option["option"] for option in cycle["options"]}
+    image, _ = phantom()
+    labelled = addVolume(scene, image, name="Lesion case")
+    healthy = addVolume(scene, image, name="Healthy case")
+    scribbled = addVolume(scene, image, name="Scribbled case")
+    logic.setImageLabel(labelled, "LV", firstSlice=0, lastSlice=2)
+    logic.setImageLabel(healthy, "healthy")
+    logic.setScribbleSegmentation(scribbled, addScribbles(scene, scribbled))
+
+    model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "cycle.pt",
+                                              classNames=["background", "LV"], method="cycle")).read_text())
+    assert model["method"] == "cycle"
+    assert model["cases"] == ["Healthy-case", "Lesion-case"]  # volumes without an image label are left out
+    assert model["image_labels"] == ["case,label,first_slice,last_slice", "Lesion-case,LV,0,2", "Healthy-case,healthy,,"]
+    with pytest.raises(WeakSegInputError, match="no volume of the cohort has one"):
+        logic.trainCohort([scribbled], tmp_path / "cycle.pt", method="cycle")
+
+
 def test_transfer_training_takes_source_masks_and_target_image_labels(logic, scene, tmp_path):
     import json
 
@@ -441,6 +464,20 @@ def test_real_command_line_trains_from_slicer_image_labels(realCliHelp, scene, w
     modelPath = realLogic.trainCohort([lesion], tmp_path / "lesions.pt", classNames=["background", "LV"],
                                       method="imagelabel", extraArguments=["--steps", "2", "--device", "cpu"])
     assert Path(modelPath).is_file()
+    outputs = realLogic.applyModel(modelPath, [lesion], extraArguments=["--device", "cpu"])
+    assert outputs[0] is lesion.GetNodeReference("WeakSegResult")
+    assert list(workDirectory.iterdir()) == []
+
+
+def test_real_command_line_trains_cycle_from_slicer_image_labels(realCliHelp, scene, workDirectory, tmp_path):
+    image, _ = phantom()
+    realLogic = WeakSegLogic(scene=scene, temporaryDirectory=str(workDirectory))
+    lesion = addVolume(scene, image, name="Lesion case")
+    realLogic.setImageLabel(lesion, "healthy")
+    realLogic.setImageLabel(lesion, "LV", firstSlice=1, lastSlice=3)
+    quick = ["--classifier-steps", "2", "--gan-steps", "2", "--steps", "2", "--image-size", "32", "--device", "cpu"]
+    modelPath = realLogic.trainCohort([lesion], tmp_path / "cycle.pt", classNames=["background", "LV"],
+                                      method="cycle", extraArguments=quick)
     outputs = realLogic.applyModel(modelPath, [lesion], extraArguments=["--device", "cpu"])
     assert outputs[0] is lesion.GetNodeReference("WeakSegResult")
     assert list(workDirectory.iterdir()) == []

@@ -214,7 +214,7 @@ def _add_post_processing(parser) -> None:
 
 
 def _add_bench(commands) -> None:
-    from weakseg.bench.imagelabel import IMAGELABEL_METHODS
+    from weakseg.bench.imagelabel import DEFAULT_ROWS, IMAGELABEL_METHODS
     from weakseg.bench.scribbles import DEFAULT_METHODS, bench_method_names
 
     bench = commands.add_parser("bench", help="benchmark methods on a dataset and print a table")
@@ -249,15 +249,21 @@ def _add_bench(commands) -> None:
                             help="data layout (auto: detected from the folder)")
     imagelabel.add_argument("--train-split", help="brats layout: comma list of case-name parts, e.g. pat0005,pat0006")
     imagelabel.add_argument("--test-split", help="brats layout: as --train-split")
-    imagelabel.add_argument("--methods", help=f"comma list of {', '.join(IMAGELABEL_METHODS)} (default all)")
+    imagelabel.add_argument("--methods", help=f"comma list of {', '.join(IMAGELABEL_METHODS)} "
+                                              f"(default {','.join(DEFAULT_ROWS)})")
     imagelabel.add_argument("--channel", default="flair", help="brats layout: the <case>_<channel> volumes used")
     imagelabel.add_argument("--rounds", type=int, help="self-training rounds (default: the method's own)")
     imagelabel.add_argument("--steps", type=int,
-                            help="training steps of the classifier and of each round (default: the method's own)")
+                            help="training steps of the classifier and of each round, or of cycle's segmentation "
+                                 "network (default: the method's own)")
+    imagelabel.add_argument("--gan-steps", type=int, help="rows cycle, cycle-net: steps of the translation game "
+                                                          "(default: the method's own)")
     imagelabel.add_argument("--image-size", type=int, help="slices are resized to this square size (default 128)")
     imagelabel.add_argument("--class-balance", choices=("dataset", "image"),
                             help="pseudo-label cut-off per class: over all slices (dataset) or per slice (image); "
                                  "default: the method's own")
+    imagelabel.add_argument("--seeds", help="comma list of seeds, e.g. 0,1,2: one run per seed (OUT/seed-N) and "
+                                            "the mean and spread of each row over them (instead of --seed)")
     imagelabel.add_argument("--out", default="bench-out", help="folder for the CSV and overlay PNGs")
     imagelabel.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per method")
     _add_common(imagelabel)

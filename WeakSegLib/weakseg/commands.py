@@ -258,17 +258,19 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
         return _shapegan_bench(arguments, progress)
     methods = tuple(name.strip() for name in (arguments.methods or "").split(",") if name.strip())
     if arguments.kind == "imagelabel":
-        from weakseg.bench.imagelabel import IMAGELABEL_METHODS, ImageLabelBenchOptions, run_imagelabel_bench
+        from weakseg.bench.imagelabel import DEFAULT_ROWS, ImageLabelBenchOptions, run_imagelabel_bench
 
-        for option, value in (("--rounds", arguments.rounds), ("--steps", arguments.steps)):
+        for option, value in (("--rounds", arguments.rounds), ("--steps", arguments.steps),
+                              ("--gan-steps", arguments.gan_steps)):
             check_count(option, value)
         check_count("--image-size", arguments.image_size, 16)
         options = ImageLabelBenchOptions(
-            data_dir=arguments.data_dir, out=arguments.out, methods=methods or IMAGELABEL_METHODS,
+            data_dir=arguments.data_dir, out=arguments.out, methods=methods or DEFAULT_ROWS,
             layout=arguments.layout, train_split=arguments.train_split, test_split=arguments.test_split,
-            channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, image_size=arguments.image_size,
+            channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, gan_steps=arguments.gan_steps,
+            image_size=arguments.image_size,
             class_balance=arguments.class_balance, overlays=arguments.overlays, device=arguments.device,
-            seed=arguments.seed)
+            seed=arguments.seed, seeds=seed_list(arguments.seeds) if arguments.seeds else ())
         return run_imagelabel_bench(options, progress).text
     if arguments.kind == "transfer":
         return _transfer_bench(arguments, methods, progress)
@@ -316,16 +318,25 @@ def _transfer_bench(arguments: argparse.Namespace, methods: tuple[str, ...], pro
     return run_transfer_bench(options, progress).table
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` as a tuple of ints.
+
+    Raises:
+        WeakSegInputError: not a comma list of whole numbers.
+    """
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise WeakSegInputError(f"--seeds {text!r}: expected a comma list of whole numbers") from None
+
+
 def _semisup_bench(arguments: argparse.Namespace, progress: Progress) -> str:
     """``weakseg bench semisup``: every argument checked, then the benchmark; returns its table."""
     from weakseg.bench.semisup import SemisupBenchOptions, run_semisup_bench
     from weakseg.methods.collaborative import SPEC
 
     check_count("--masks", arguments.masks)
-    try:
-        seeds = tuple(int(item) for item in arguments.seeds.split(","))
-    except ValueError:
-        raise WeakSegInputError(f"--seeds {arguments.seeds!r}: expected a comma list of whole numbers") from None
+    seeds = seed_list(arguments.seeds)
     image_labels = arguments.image_labels
     if image_labels is None:
         found = sorted(Path(arguments.data_dir).glob("*.csv"))

@@ -18,8 +18,9 @@ def overlay_picture(
     scribbles: np.ndarray | None = None,
     slice_index: int | None = None,
     opacity: float = 0.45,
+    more_images: tuple[np.ndarray, ...] = (),
 ) -> np.ndarray:
-    """Panels of one slice: image with scribbles | truth | prediction, as uint8 RGB.
+    """Panels of one slice: image with scribbles | truth | prediction [| more images], as uint8 RGB.
 
     Args:
         image: ``(C, Z, Y, X)`` intensities; grey images are shown in grey, RGB as is.
@@ -28,6 +29,8 @@ def overlay_picture(
         scribbles: ``(Z, Y, X)`` codes with 255 = unlabelled, drawn opaque on panel one.
         slice_index: the slice to show; default is the slice with most foreground in
             ``truth`` (or in ``prediction`` when there is no truth).
+        more_images: ``(C, Z, Y, X)`` images on the same grid shown after the prediction
+            (e.g. a translated image), each stretched to its own percentiles.
 
     Returns:
         uint8 ``(Y, n * X, 3)``.
@@ -44,6 +47,7 @@ def overlay_picture(
     if truth is not None:
         panels.append(_paint(grey, truth[slice_index], opacity))
     panels.append(_paint(grey, prediction[slice_index], opacity))
+    panels += [(_to_rgb(more[:, slice_index]) * 255).astype(np.uint8) for more in more_images]
     return np.concatenate(panels, axis=1)
 
 

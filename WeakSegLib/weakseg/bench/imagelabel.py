@@ -13,9 +13,15 @@ Methods:
                 (an ablation of ``full``)
     full        CAM -> class-balanced superpixel pseudo labels -> self-trained U-Net ->
                 per-volume appearance refinement -> CRF
+    cycle       method ``cycle``'s masks read from its lesion -> healthy translation (CAM-guided
+                CycleGAN, fused with the CAM, Otsu, CRF), before its segmentation network;
+                the overlays add the translated healthy image
+    cycle-net   method ``cycle``'s segmentation network (one flip-averaged pass)
 
-The rows are the ``imagelabel`` method (``full``), an ablation of it and its baselines, not
-separate methods of the registry.
+The rows ``full`` and ``network+crf`` are the ``imagelabel`` method and an ablation of it, the
+``cycle`` rows the ``cycle`` method. ``cam`` and ``cam+crf`` use the classifier of the
+``imagelabel`` model, or, when no ``imagelabel`` row is asked for, the ``cycle`` model's (the
+same classifier, trained the same way), so that one model is trained, not two.
 
 Layouts (``layout``, detected when ``auto``):
     brats       a folder of volumes ``<case>_<channel>.nii.gz`` (``--channel``, default
@@ -39,12 +45,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from weakseg.bench.reports import imagelabel_table, write_csv, write_overlay
+from weakseg.bench.reports import imagelabel_table, seed_spread, spread_table, write_csv, write_overlay
 from weakseg.contract import BACKGROUND
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
@@ -53,7 +59,10 @@ from weakseg.methods.appearance import foreground_region
 from weakseg.metrics import dice_per_class
 from weakseg.progress import SILENT, Progress
 
-IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "network+crf", "full")
+IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "network+crf", "full", "cycle", "cycle-net")
+DEFAULT_ROWS = IMAGELABEL_METHODS[:5]  # the cycle rows train a second model: asked for by name
+PIPELINE_ROWS = ("network+crf", "full")
+CYCLE_ROWS = ("cycle", "cycle-net")
 CLASS_NAMES = [BACKGROUND, "lesion"]
 INTENSITY_K_GRID = np.round(np.arange(0.0, 3.01, 0.1), 2)
 
@@ -71,22 +80,25 @@ class BenchCase:
 
 @dataclass
 class ImageLabelBenchOptions:
-    """What to benchmark; ``rounds``, ``steps``, ``image_size``, ``class_balance`` None keep the method's defaults."""
+    """What to benchmark; ``rounds``, ``steps``, ``gan_steps``, ``image_size``, ``class_balance`` None keep the
+    methods' defaults (``steps``: the classifier's and each training stage's of both methods)."""
 
     data_dir: str
     out: str = "bench-out"
-    methods: tuple[str, ...] = IMAGELABEL_METHODS
+    methods: tuple[str, ...] = DEFAULT_ROWS
     layout: str = "auto"
     train_split: str | None = None
     test_split: str | None = None
     channel: str = "flair"
     rounds: int | None = None
     steps: int | None = None
+    gan_steps: int | None = None
     image_size: int | None = None
     class_balance: str | None = None
     overlays: int = 3
     device: str = "auto"
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # several: one run per seed (``out/seed-N``) and the spread over them
 
 
 @dataclass
@@ -118,11 +130,24 @@ def run_imagelabel_bench(options: ImageLabelBenchOptions, progress: Progress = S
         datasets = _medimgseg_splits(options.data_dir)
     out = Path(options.out)
     result = ImageLabelBenchResult({}, {})
-    for index, (dataset, (train, test)) in enumerate(datasets.items()):
-        part = progress.part(index / len(datasets), (index + 1) / len(datasets))
-        summary, table = _bench_dataset(dataset, train, test, list(options.methods), layout, options,
-                                        out / dataset if len(datasets) > 1 else out, part)
-        result.summaries[dataset], result.tables[dataset] = summary, table
+    seeds = options.seeds or (options.seed,)
+    runs = [(dataset, seed) for dataset in datasets for seed in seeds]
+    for index, (dataset, seed) in enumerate(runs):
+        part = progress.part(index / len(runs), (index + 1) / len(runs))
+        folder = out / dataset if len(datasets) > 1 else out
+        train, test = datasets[dataset]
+        summary, table = _bench_dataset(dataset, train, test, list(options.methods), layout, replace(options, seed=seed),
+                                        folder / f"seed-{seed}" if len(seeds) > 1 else folder, part)
+        if len(seeds) == 1:
+            result.summaries[dataset], result.tables[dataset] = summary, table
+            continue
+        result.tables[dataset] = result.tables.get(dataset, "") + f"seed {seed}: {table}\n\n"
+        result.summaries.setdefault(dataset, []).extend({"seed": seed, **row} for row in summary)
+    if len(seeds) > 1:
+        for dataset, rows in result.summaries.items():
+            spread = seed_spread(rows, list(options.methods))
+            write_csv((out / dataset if len(datasets) > 1 else out) / "spread.csv", spread)
+            result.tables[dataset] += f"{dataset}, seeds {','.join(map(str, seeds))}:\n" + spread_table(spread)
     progress.report(1.0, "done")
     return result
 
@@ -258,7 +283,39 @@ def _train_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOp
     return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(options.device))
 
 
-def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]) -> np.ndarray:
+def _train_cycle_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOptions, progress: Progress):
+    from weakseg.engine import pick_device
+    from weakseg.methods.cycle import CycleSettings
+    from weakseg.methods.cycle_training import train_cycle_model
+    from weakseg.methods.imagelabel_pipeline import LabelledVolume
+
+    settings = CycleSettings(seed=options.seed, mirror_excess=layout == "brats")
+    if options.steps is not None:
+        settings.classifier_steps = settings.segmenter_steps = options.steps
+    if options.gan_steps is not None:
+        settings.gan_steps = options.gan_steps
+    if options.image_size is not None:
+        settings.image_size = options.image_size
+    settings.check()
+    volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
+    return train_cycle_model(volumes, CLASS_NAMES, settings, progress, pick_device(options.device))
+
+
+def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]) -> tuple[np.ndarray, tuple]:
+    """The row's labels ``(Z, Y, X)`` and the images its overlay adds (the healthy translation for ``cycle``)."""
+    if method == "cycle":
+        from weakseg.methods.cycle_model import translation_masks
+
+        labels, healthy = translation_masks(model, case.array)
+        return labels, (healthy,)
+    if method == "cycle-net":
+        from weakseg.methods.cycle_model import segment_array
+
+        return segment_array(model, case.array)[0], ()
+    return _predict_imagelabel(method, case, model, rule), ()
+
+
+def _predict_imagelabel(method: str, case: BenchCase, model, rule: tuple[float, int, float]) -> np.ndarray:
     from weakseg.methods.imagelabel_baselines import cam_probabilities, refine_probabilities
     from weakseg.methods.imagelabel_pipeline import segment_volume
 
@@ -280,9 +337,13 @@ def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], 
                    options: ImageLabelBenchOptions, out: Path, progress: Progress) -> tuple[list[dict], str]:
     started = time.perf_counter()
     rule = choose_intensity_rule(train)
-    model = None
-    if any(method != "intensity" for method in methods):
-        model = _train_model(train, layout, options, progress.part(0.0, 0.8))
+    wants_cycle = any(method in CYCLE_ROWS for method in methods)
+    wants_cam = any(method in ("cam", "cam+crf") for method in methods)
+    model = cycle_model = None
+    if any(method in PIPELINE_ROWS for method in methods) or (wants_cam and not wants_cycle):
+        model = _train_model(train, layout, options, progress.part(0.0, 0.4 if wants_cycle else 0.8))
+    if wants_cycle:
+        cycle_model = _train_cycle_model(train, layout, options, progress.part(0.4 if model else 0.0, 0.8))
     training_seconds = time.perf_counter() - started
     progress = progress.part(0.8, 1.0)
     case_rows, slice_rows = [], []
@@ -290,7 +351,8 @@ def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], 
         for method_index, method in enumerate(methods):
             progress.report((index * len(methods) + method_index) / (len(test) * len(methods)), f"{case.name}: {method}")
             started = time.perf_counter()
-            prediction = _predict(method, case, model, rule)
+            prediction, more_images = _predict(method, case, cycle_model if method in CYCLE_ROWS else model or cycle_model,
+                                               rule)
             seconds = time.perf_counter() - started
             case_rows.append({"dataset": dataset, "case": case.name, "method": method,
                               "dice_3d": _dice(prediction, case.truth) if case.truth.any() else float("nan"),
@@ -298,7 +360,7 @@ def _bench_dataset(dataset: str, train: list[BenchCase], test: list[BenchCase], 
                               "seconds": seconds})
             slice_rows += _slice_rows(dataset, case, method, prediction)
             if index < options.overlays and case.truth.any():
-                write_overlay(out, case.name, method, case.array, case.truth, prediction)
+                write_overlay(out, case.name, method, case.array, case.truth, prediction, more_images=more_images)
     summary = summarise(case_rows, slice_rows, methods)
     write_csv(out / "cases.csv", case_rows)
     write_csv(out / "slices.csv", slice_rows)

@@ -66,7 +66,6 @@ from weakseg.progress import SILENT, Progress
 from weakseg.weak_labels import check_class_names
 
 
-
 @dataclass
 class LabelledVolume:
     """An image or volume with its image-level labels.
@@ -457,17 +456,23 @@ def load_image_label_model(
 
 
 def train(request: TrainingRequest) -> None:
-    """Train on the images an image-level label CSV names (:class:`~weakseg.methods.spec.TrainingRequest`).
+    """Train on the images an image-level label CSV names (:class:`~weakseg.methods.spec.TrainingRequest`)."""
+    volumes, class_names = read_labelled_volumes(request, "imagelabel")
+    train_image_label_model(volumes, class_names, request.settings, request.progress, request.device,
+                            request.out_path, resume=request.resume)
 
-    The images are looked up in ``request.data_dir``; ``request.split`` keeps the CSV's images whose
-    name it selects; without ``request.class_names`` the classes are background and the class names
-    the CSV uses (``lesion`` when it names none).
+
+def read_labelled_volumes(request: TrainingRequest, method: str) -> tuple[list[LabelledVolume], list[str]]:
+    """The images ``request.image_labels`` names (looked up in ``request.data_dir``) with their slice labels.
+
+    ``request.split`` keeps the CSV's images whose name it selects; without ``request.class_names``
+    the classes are background and the class names the CSV uses (``lesion`` when it names none).
     """
     from weakseg.cases import parse_split
     from weakseg.image_labels import read_image_labels, resolve_image_path
 
     if not request.image_labels:
-        raise WeakSegInputError("method imagelabel needs --image-labels CSV (image,slices,label rows)")
+        raise WeakSegInputError(f"method {method} needs --image-labels CSV (image,slices,label rows)")
     class_names = request.class_names
     labels = read_image_labels(request.image_labels, class_names)
     selected = parse_split(request.split)
@@ -481,8 +486,7 @@ def train(request: TrainingRequest) -> None:
     for name, entry in labels.items():
         image = read_image(resolve_image_path(request.data_dir, name, request.image_labels))
         volumes.append(LabelledVolume(name, image.array, entry.per_slice(image.shape_zyx[0])))
-    train_image_label_model(volumes, class_names, request.settings, request.progress, request.device,
-                            request.out_path, resume=request.resume)
+    return volumes, class_names
 
 
 def predict_image(model: ImageLabelModel, image: LoadedImage, progress: Progress = SILENT,

@@ -23,6 +23,7 @@ METHOD_MODULES = (
     "transfer",
     "collaborative",
     "shape_gan",
+    "cycle",
 )
 
 METHODS: tuple[MethodSpec, ...] = tuple(importlib.import_module(f"weakseg.methods.{name}").SPEC for name in METHOD_MODULES)
