@@ -27,6 +27,9 @@ class CohortConfig(StoredSettings):
         image_size: square side every slice is resized to (multiple of 2**(levels-1)).
         channels, dropout: :class:`~weakseg.models.UNet2D` widths per level, bottleneck dropout.
         steps, batch_size, learning_rate, weight_decay: AdamW, polynomial decay.
+        ema_decay: > 0: the saved model is the exponential moving average of the weights
+            (:class:`~weakseg.weight_average.WeightAverage`), the latest weights are kept in
+            the file to resume; 0: the last step's weights.
         entropy_weight, tv_weight: regularisers on all pixels.
         pseudo_label_weight, pseudo_label_threshold, pseudo_label_warmup: self-training on
             confident predictions after ``warmup`` x ``steps`` (0 = off; not validated on ACDC).
@@ -57,6 +60,8 @@ class CohortConfig(StoredSettings):
     steps: int = setting(3000, "--steps", "training steps", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate (polynomial decay to 0)", 1e-8, 10.0)
+    ema_decay: float = setting(0.0, "--ema-decay", "the model file holds an exponential moving average of the weights "
+                               "with this decay (0 = off, the last step's weights)", 0.0, 0.99999)
     weight_decay: float = 1e-4
     entropy_weight: float = 0.05
     tv_weight: float = 0.05
@@ -78,6 +83,9 @@ class CohortConfig(StoredSettings):
             raise WeakSegInputError("the adversarial shape prior needs the attention-unet2d architecture")
         if self.variant not in ("weakseg", "paper"):
             raise WeakSegInputError(f"--variant {self.variant!r}: expected weakseg or paper")
+        if self.variant == "paper" and self.ema_decay:
+            raise WeakSegInputError("--ema-decay: variant paper saves the best-validation weights, not an average; "
+                                    "use --ema-decay 0")
         if self.variant == "paper" and not self.adversarial_weight:
             raise WeakSegInputError("--variant paper: the published method has its adversarial term on "
                                     "(--adversarial-weight > 0)")
