@@ -19,10 +19,11 @@ class CohortConfig(StoredSettings):
 
     The defaults are the configuration measured on ACDC on a shared 2-core CPU
     (3000 steps in about 12.5 min of one core's CPU time; mean val Dice 0.859 without
-    scribbles; docs/benchmarks.md has the curve). 8000 steps with ``ema_decay`` 0.999 gave 0.875 and
-    0.865 with two seeds in about 30 CPU minutes: better, but not reliably 0.87, so not the default. On a GPU use ``image_size`` 160-256, ``channels``
-    (16, 32, 64, 128, 256) and ~10k steps: on one H100, 160 px reached 0.884 / 0.893 at step
-    7400 (6.5 min with four runs sharing the GPU); see the README's benchmark.
+    scribbles; docs/benchmarks.md has the curve). 8000 steps with ``ema_decay`` 0.999 gave
+    0.875 and 0.865 with two seeds in about 30 CPU minutes: better, but not reliably 0.87, so
+    not the default. On a GPU use ``image_size`` 160-256, ``channels`` (16, 32, 64, 128, 256)
+    and ~10k steps: on one H100, 160 px reached 0.884 / 0.893 at step 7400 (6.5 min with four
+    runs sharing the GPU); see the README's benchmark.
 
     Attributes:
         image_size: square side every slice is resized to (multiple of 2**(levels-1)).
