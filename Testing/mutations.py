@@ -197,6 +197,22 @@ BREAKAGES = (
         "        return batch * noise[:share]",
         (DISTRIBUTED,),
     ),
+    Breakage(
+        "ema-saves-last-weights",
+        "with --ema-decay the model file holds the last step's weights instead of their average",
+        LIB + "methods/scribble_training.py",
+        '            saved, extra = average.network, {**(extra or {}), "latest_model": network.state_dict()}',
+        '            saved, extra = network, {**(extra or {}), "latest_model": network.state_dict()}',
+        ("Testing/test_weight_average.py::test_saved_cohort_model_is_the_average_of_every_step",),
+    ),
+    Breakage(
+        "ema-resume-restarts-average",
+        "a resumed run starts a fresh weight average instead of the stored one",
+        LIB + "methods/scribble_training.py",
+        '        average.load(stored["model"], int(record["updates"]))',
+        "        pass",
+        (RESUME + "test_cohort_resume_with_a_weight_average_restores_the_average",),
+    ),
 )
 
 

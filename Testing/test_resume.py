@@ -57,10 +57,11 @@ def _assert_same_tensors(first: dict, second: dict, what: str) -> None:
     assert not different, f"{what}: {len(different)} of {len(first)} tensors differ after resuming, e.g. {different[:3]}"
 
 
-def _train_cohort_interrupted_and_straight(folder: Path, tmp_path: Path, method: str) -> tuple[dict, dict]:
+def _train_cohort_interrupted_and_straight(folder: Path, tmp_path: Path, method: str,
+                                           **changes) -> tuple[dict, dict]:
     cases = list_cases(folder, "1-3")
     masks = list_mask_files(folder, "4") if method == "maag" else None
-    config = config_for_method(method, steps=14, **TINY)
+    config = config_for_method(method, steps=14, **{**TINY, **changes})
     resumed, straight = tmp_path / "resumed.pt", tmp_path / "straight.pt"
     torch.manual_seed(0)
     with pytest.raises(CancelledError):
@@ -77,6 +78,16 @@ def test_cohort_resume_equals_an_uninterrupted_run(folder, tmp_path):
     resumed, straight = _train_cohort_interrupted_and_straight(folder, tmp_path, "cohort")
     assert resumed["step"] == straight["step"] == 14
     _assert_same_tensors(resumed["model"], straight["model"], "cohort network")
+
+
+def test_cohort_resume_with_a_weight_average_restores_the_average(folder, tmp_path):
+    resumed, straight = _train_cohort_interrupted_and_straight(folder, tmp_path, "cohort", ema_decay=0.9)
+    assert resumed["metadata"]["ema"] == straight["metadata"]["ema"] == {"decay": 0.9, "updates": 14}
+    _assert_same_tensors(resumed["model"], straight["model"], "weight average")
+    _assert_same_tensors(resumed["extra"]["latest_model"], straight["extra"]["latest_model"], "latest weights")
+    first = next(iter(straight["model"]))
+    assert not torch.equal(straight["model"][first], straight["extra"]["latest_model"][first]), \
+        "the saved model must be the average, not the last step's weights"
 
 
 def test_maag_resume_equals_an_uninterrupted_run_including_the_critic(folder, tmp_path):

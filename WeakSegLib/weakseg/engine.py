@@ -132,6 +132,7 @@ def run_training(
     checkpoint: Callable[[int], None] | None = None,
     checkpoint_every: int = 0,
     learning_rate_at: Callable[[int], float] | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> None:
     """Optimise ``compute_loss`` from ``start_step`` to ``total_steps``.
 
@@ -140,6 +141,8 @@ def run_training(
             steps and at the end, so an interrupted run can resume from there.
         learning_rate_at: the learning rate of a step; None: :func:`poly_learning_rate`
             from ``base_learning_rate``.
+        after_step: called with the number of completed steps after each optimiser step,
+            before any checkpoint of that step (a running average of the weights).
     """
     for step in range(start_step, total_steps):
         rate = learning_rate_at(step) if learning_rate_at else poly_learning_rate(base_learning_rate, step, total_steps)
@@ -151,6 +154,8 @@ def run_training(
         loss.backward()
         optimizer.step()
         done = step + 1
+        if after_step is not None:
+            after_step(done)
         progress.report(done / total_steps, f"training step {done}/{total_steps}, loss {loss.item():.4f}")
         if checkpoint is not None and (done == total_steps or (checkpoint_every and done % checkpoint_every == 0)):
             checkpoint(done)

@@ -19,14 +19,19 @@ class CohortConfig(StoredSettings):
 
     The defaults are the configuration measured on ACDC on a shared 2-core CPU
     (3000 steps in about 12.5 min of one core's CPU time; mean val Dice 0.859 without
-    scribbles; docs/benchmarks.md has the curve). On a GPU use ``image_size`` 160-256, ``channels``
-    (16, 32, 64, 128, 256) and ~10k steps: on one H100, 160 px reached 0.884 / 0.893 at step
-    7400 (6.5 min with four runs sharing the GPU); see the README's benchmark.
+    scribbles; docs/benchmarks.md has the curve). 8000 steps with ``ema_decay`` 0.999 gave
+    0.875 and 0.865 with two seeds in about 30 CPU minutes: better, but not reliably 0.87, so
+    not the default. On a GPU use ``image_size`` 160-256, ``channels`` (16, 32, 64, 128, 256)
+    and ~10k steps: on one H100, 160 px reached 0.884 / 0.893 at step 7400 (6.5 min with four
+    runs sharing the GPU); see the README's benchmark.
 
     Attributes:
         image_size: square side every slice is resized to (multiple of 2**(levels-1)).
         channels, dropout: :class:`~weakseg.models.UNet2D` widths per level, bottleneck dropout.
         steps, batch_size, learning_rate, weight_decay: AdamW, polynomial decay.
+        ema_decay: > 0: the saved model is the exponential moving average of the weights
+            (:class:`~weakseg.weight_average.WeightAverage`), the latest weights are kept in
+            the file to resume; 0: the last step's weights.
         entropy_weight, tv_weight: regularisers on all pixels.
         pseudo_label_weight, pseudo_label_threshold, pseudo_label_warmup: self-training on
             confident predictions after ``warmup`` x ``steps`` (0 = off; not validated on ACDC).
@@ -57,6 +62,8 @@ class CohortConfig(StoredSettings):
     steps: int = setting(3000, "--steps", "training steps", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate (polynomial decay to 0)", 1e-8, 10.0)
+    ema_decay: float = setting(0.0, "--ema-decay", "the model file holds an exponential moving average of the weights "
+                               "with this decay (0 = off, the last step's weights)", 0.0, 0.99999)
     weight_decay: float = 1e-4
     entropy_weight: float = 0.05
     tv_weight: float = 0.05
@@ -78,6 +85,9 @@ class CohortConfig(StoredSettings):
             raise WeakSegInputError("the adversarial shape prior needs the attention-unet2d architecture")
         if self.variant not in ("weakseg", "paper"):
             raise WeakSegInputError(f"--variant {self.variant!r}: expected weakseg or paper")
+        if self.variant == "paper" and self.ema_decay:
+            raise WeakSegInputError("--ema-decay: variant paper saves the best-validation weights, not an average; "
+                                    "use --ema-decay 0")
         if self.variant == "paper" and not self.adversarial_weight:
             raise WeakSegInputError("--variant paper: the published method has its adversarial term on "
                                     "(--adversarial-weight > 0)")

@@ -47,6 +47,7 @@ from weakseg.methods.scribble_unet import (
 from weakseg.progress import SILENT, Progress
 from weakseg.unpaired_masks import MaskFile, load_unpaired_masks
 from weakseg.weak_labels import check_class_names, load_scribbles
+from weakseg.weight_average import WeightAverage
 
 
 def _load_training_data(cases, class_names, size, progress: Progress):
@@ -230,6 +231,7 @@ def train_cohort(
         return loss
 
     selection = _Selection.restored(stored, network) if validation else None
+    average = _restored_average(stored, network, config.ema_decay) if config.ema_decay else None
 
     def checkpoint(step: int) -> None:
         if selection is not None and step >= config.steps // 2:
@@ -247,6 +249,9 @@ def train_cohort(
         }
         extra = {"shape_prior": prior.state()} if prior else None
         saved = network
+        if average is not None:
+            metadata["ema"] = {"decay": config.ema_decay, "updates": average.updates}
+            saved, extra = average.network, {**(extra or {}), "latest_model": network.state_dict()}
         if selection is not None:
             metadata["validation"] = selection.metadata([case.name for case in validation_cases])
             if selection.network is not None:
@@ -263,7 +268,8 @@ def train_cohort(
         run_training(network, optimizer, compute_loss, config.steps, config.learning_rate, progress.part(0.06, 1.0),
                      start_step=start_step, checkpoint=checkpoint,
                      checkpoint_every=steps_per_epoch if selection is not None else config.checkpoint_every,
-                     learning_rate_at=learning_rate_at)
+                     learning_rate_at=learning_rate_at,
+                     after_step=(lambda done: average.update(network)) if average is not None else None)
     finally:
         context.close()
 
@@ -277,6 +283,15 @@ class _AllScales(torch.nn.Module):
 
     def forward(self, batch: torch.Tensor) -> list[torch.Tensor]:
         return self.network.forward_scales(batch)
+
+
+def _restored_average(stored: dict | None, network: torch.nn.Module, decay: float) -> WeightAverage:
+    """The running average of ``network``'s weights: fresh, or the one a resumed run's file holds (its ``model``)."""
+    average = WeightAverage(network, decay)
+    record = ((stored or {}).get("metadata") or {}).get("ema")
+    if record is not None:
+        average.load(stored["model"], int(record["updates"]))
+    return average
 
 
 def _held_out(cases: list[CohortCase], config: CohortConfig) -> tuple[list[CohortCase], list[CohortCase]]:
