@@ -439,29 +439,19 @@ def test_real_command_line_trains_and_applies_a_cohort_model(realCliHelp, scene,
     assert list(workDirectory.iterdir()) == []
 
 
-def test_real_command_line_trains_from_slicer_image_labels(realCliHelp, scene, workDirectory, tmp_path):
+@pytest.mark.parametrize("method, quick", [
+    ("imagelabel", ["--steps", "2"]),
+    ("cycle", ["--classifier-steps", "2", "--gan-steps", "2", "--steps", "2", "--image-size", "32"]),
+])
+def test_real_command_line_trains_from_slicer_image_labels(realCliHelp, scene, workDirectory, tmp_path, method, quick):
     image, _ = phantom()
     realLogic = WeakSegLogic(scene=scene, temporaryDirectory=str(workDirectory))
     lesion = addVolume(scene, image, name="Lesion case")
     realLogic.setImageLabel(lesion, "healthy")
     realLogic.setImageLabel(lesion, "LV", firstSlice=1, lastSlice=3)
-    modelPath = realLogic.trainCohort([lesion], tmp_path / "lesions.pt", classNames=["background", "LV"],
-                                      method="imagelabel", extraArguments=["--steps", "2", "--device", "cpu"])
+    modelPath = realLogic.trainCohort([lesion], tmp_path / f"{method}.pt", classNames=["background", "LV"],
+                                      method=method, extraArguments=[*quick, "--device", "cpu"])
     assert Path(modelPath).is_file()
-    outputs = realLogic.applyModel(modelPath, [lesion], extraArguments=["--device", "cpu"])
-    assert outputs[0] is lesion.GetNodeReference("WeakSegResult")
-    assert list(workDirectory.iterdir()) == []
-
-
-def test_real_command_line_trains_cycle_from_slicer_image_labels(realCliHelp, scene, workDirectory, tmp_path):
-    image, _ = phantom()
-    realLogic = WeakSegLogic(scene=scene, temporaryDirectory=str(workDirectory))
-    lesion = addVolume(scene, image, name="Lesion case")
-    realLogic.setImageLabel(lesion, "healthy")
-    realLogic.setImageLabel(lesion, "LV", firstSlice=1, lastSlice=3)
-    quick = ["--classifier-steps", "2", "--gan-steps", "2", "--steps", "2", "--image-size", "32", "--device", "cpu"]
-    modelPath = realLogic.trainCohort([lesion], tmp_path / "cycle.pt", classNames=["background", "LV"],
-                                      method="cycle", extraArguments=quick)
     outputs = realLogic.applyModel(modelPath, [lesion], extraArguments=["--device", "cpu"])
     assert outputs[0] is lesion.GetNodeReference("WeakSegResult")
     assert list(workDirectory.iterdir()) == []
