@@ -123,7 +123,8 @@ def test_help_shows_each_methods_true_default(capsys):
     text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # argparse may wrap after a hyphen
     maag = next(spec for spec in METHODS if spec.name == "maag")
     assert maag.make_settings().adversarial_weight == 1.0
-    assert "supervised term (default maag, cycle: 1; maag --variant paper: 0.2; transfer: 0.01; collaborative: 0.05)" in text
+    assert ("image critics; maag: relative to the supervised term (default maag, cycle: 1; maag --variant paper: 0.2; "
+            "transfer: 0.01; collaborative: 0.05)") in text
     assert ("(default cohort, imagelabel, transfer, collaborative, shape-gan, cycle: 0.002; pce, maag: 0.001; "
             "maag --variant paper: 0.0001)") in text
 

@@ -55,7 +55,9 @@ class CohortConfig(StoredSettings):
                            "best-validation checkpoint)", choices=("weakseg", "paper"))
     validation_fraction: float = setting(0.1, "--validation-fraction", "variant paper: share of the training cases "
                                          "held out to select the checkpoint on their scribbles", 0.01, 0.5)
-    adversarial_weight: float = setting(0.0, "--adversarial-weight", "adversarial shape-prior term relative to the supervised term", 0.0, 100.0)
+    adversarial_weight: float = setting(0.0, "--adversarial-weight", "weight of the adversarial term: maag's shape prior, "
+                                        "transfer's output-space critic, collaborative's lesion-map critic, cycle's "
+                                        "image critics; maag: relative to the supervised term", 0.0, 100.0)
     image_size: int = setting(128, "--image-size", "side in pixels every slice is resized to (192-256 on a GPU)", 16, 2048)
     channels: tuple[int, ...] = setting(None, "--channels", "U-Net widths per level, finest first (16,32,64,128,256 on a GPU)", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = setting(0.1, "--dropout", "channel dropout in the U-Net's bottleneck (0 = off)", 0.0, 0.9)
