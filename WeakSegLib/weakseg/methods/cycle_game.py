@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import CycleSettings
-from weakseg.methods.shape_gan_cycle import SamplePool
+from weakseg.methods.shape_gan_cycle import SamplePool, critic_loss, generator_term
 from weakseg.models.cycle_nets import GuidedGenerator
 from weakseg.models.shape_gan_nets import ImageCritic
 
@@ -93,10 +93,8 @@ class TranslationGame:
         if fake_healthy is None:
             return
         networks = self.networks
-        loss = ((networks.healthy_critic(healthy) - 1).pow(2).mean()
-                + networks.healthy_critic(fake_healthy.to(self.device)).pow(2).mean()
-                + (networks.lesion_critic(lesion) - 1).pow(2).mean()
-                + networks.lesion_critic(fake_lesion.to(self.device)).pow(2).mean())
+        loss = (critic_loss(networks.healthy_critic(healthy), networks.healthy_critic(fake_healthy.to(self.device)))
+                + critic_loss(networks.lesion_critic(lesion), networks.lesion_critic(fake_lesion.to(self.device))))
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()
@@ -120,8 +118,8 @@ class TranslationGame:
         self.classifier.eval()
         made_healthy = networks.to_healthy(lesion, lesion_guides)
         made_lesion = networks.to_lesion(healthy, other_guides)
-        adversarial = ((networks.healthy_critic(made_healthy) - 1).pow(2).mean()
-                       + (networks.lesion_critic(made_lesion) - 1).pow(2).mean())
+        adversarial = (generator_term(networks.healthy_critic(made_healthy))
+                       + generator_term(networks.lesion_critic(made_lesion)))
         cycle = ((networks.to_lesion(made_healthy, lesion_guides) - lesion).abs().mean()
                  + (networks.to_healthy(made_lesion, other_guides) - healthy).abs().mean())
         identity = ((networks.to_healthy(healthy, healthy_guides) - healthy).abs().mean()

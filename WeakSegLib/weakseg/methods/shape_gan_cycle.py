@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from weakseg.losses import least_squares_discriminator_loss, least_squares_generator_loss
 from weakseg.methods.shape_gan_data import AuxiliaryMasks, Grid
 from weakseg.models.shape_gan_nets import LATENT, CalibratedUNet, ImageCritic, PlainMaskCritic, VaeMaskCritic
 from weakseg.models.unet import UNet2D
@@ -65,13 +66,28 @@ class ShapeGanNetworks(nn.Module):
         """The generator's adversarial term for ``masks``: their energy (VAE) or LSGAN distance from real."""
         if self.vae_critic:
             return self.mask_critic.energy(masks).mean()
-        return (self.mask_critic.score(masks) - 1).pow(2).mean()
+        return generator_term(self.mask_critic.score(masks))
 
     def mask_critic_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """The mask critic's loss on real (auxiliary) and generated masks."""
         if self.vae_critic:
             return self.mask_critic.energy(real).mean() + F.relu(ENERGY_MARGIN - self.mask_critic.energy(fake)).mean()
-        return (self.mask_critic.score(real) - 1).pow(2).mean() + self.mask_critic.score(fake).pow(2).mean()
+        return critic_loss(self.mask_critic.score(real), self.mask_critic.score(fake))
+
+
+def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """A least-squares critic's loss, real towards 1 and generated towards 0, as the plain sum of both squares.
+
+    :func:`weakseg.losses.least_squares_discriminator_loss` without Mao et al.'s factor 1/2:
+    the weights of the translation games (here and in :mod:`weakseg.methods.cycle_game`) were set
+    for the sum.
+    """
+    return 2.0 * least_squares_discriminator_loss(real_scores, fake_scores)
+
+
+def generator_term(fake_scores: torch.Tensor) -> torch.Tensor:
+    """A generator's least-squares term (its outputs should score 1), on the same scale as :func:`critic_loss`."""
+    return 2.0 * least_squares_generator_loss(fake_scores)
 
 
 class SamplePool:
@@ -134,7 +150,7 @@ class CycleGame:
         loss.backward()
         self.mask_critic_optimizer.step()
         image_critic = self.networks.image_critic
-        loss = (image_critic(images) - 1).pow(2).mean() + image_critic(fake_images.to(self.device)).pow(2).mean()
+        loss = critic_loss(image_critic(images), image_critic(fake_images.to(self.device)))
         self.image_critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.image_critic_optimizer.step()
@@ -147,7 +163,7 @@ class CycleGame:
             if self.networks.vae_critic:
                 loss = self.networks.mask_critic.energy(masks).mean()
             else:
-                loss = (self.networks.mask_critic.score(masks) - 1).pow(2).mean()
+                loss = generator_term(self.networks.mask_critic.score(masks))
             self.mask_critic_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.mask_critic_optimizer.step()
@@ -170,7 +186,8 @@ class CycleGame:
         predicted = networks.masks(images, self.dgcc)
         binary = predicted + ((predicted > 0.5).float() - predicted).detach()
         rendered = networks.to_image(masks)
-        loss = (self.shape_weight * networks.mask_fakeness(predicted) + (networks.image_critic(rendered) - 1).pow(2).mean()
+        loss = (self.shape_weight * networks.mask_fakeness(predicted)
+                + generator_term(networks.image_critic(rendered))
                 + CYCLE_WEIGHT * ((networks.to_image(binary) - images).abs().mean()
                                   + (networks.masks(rendered, self.dgcc) - masks).abs().mean()))
         for critic in critics:
