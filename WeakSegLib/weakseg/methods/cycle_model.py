@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from weakseg.data import normalise_intensity, resize_images, volume_to_slices
+from weakseg.data import resize_images
 from weakseg.engine import load_model_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.io import LoadedImage
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import MODEL_KIND, CycleSettings
+from weakseg.methods.imagelabel_pipeline import prepare_slices
 from weakseg.models import UNet2D
 from weakseg.models.cycle_nets import GuidedGenerator
 from weakseg.progress import SILENT, Progress
@@ -49,8 +50,7 @@ def image_slices(model: CycleModel, array: np.ndarray) -> tuple[torch.Tensor, to
     if np.ndim(array) != 4:
         raise WeakSegInputError(f"image of shape {np.shape(array)}: expected (C, Z, Y, X) intensities")
     check_channels(model.to_healthy.config["in_channels"], array.shape[0], "image")
-    size = model.config.image_size
-    slices = resize_images(volume_to_slices(normalise_intensity(array)), (size, size))
+    slices = prepare_slices(array, model.config.image_size)
     return slices, classifier_input(slices, model.config.mirror_excess)
 
 
