@@ -20,7 +20,7 @@ from weakseg.cli_checks import (
     parse_option,
 )
 from weakseg.errors import WeakSegInputError
-from weakseg.methods.registry import METHODS, describe_methods, method_named, training_options
+from weakseg.methods.registry import METHODS, describe_methods, fields_by_option, method_named, training_options
 from weakseg.methods.spec import IMAGE_LABELS, MASKS, PER_IMAGE, SOURCE_MASKS, TRAINED, UNPAIRED_MASKS, TrainingRequest
 from weakseg.progress import Progress
 from weakseg.suffixes import MODEL_SUFFIX, RESULT_SUFFIXES
@@ -121,9 +121,7 @@ def training_settings(spec, arguments: argparse.Namespace):
         WeakSegInputError: an option the method does not take (naming the methods that do), or a
             value out of its range.
     """
-    offered = {item.option: [] for item in spec.option_fields()}
-    for item in spec.option_fields():
-        offered[item.option].append(item)
+    offered = fields_by_option(spec.option_fields())
     changes = {"seed": arguments.seed}
     for option in training_options():
         value = getattr(arguments, option.lstrip("-").replace("-", "_"))

@@ -78,17 +78,18 @@ def training_options() -> dict[str, list[tuple[str, list[OptionField]]]]:
     for spec in METHODS:
         if spec.usage != TRAINED:
             continue
-        base = _fields_by_option(spec.option_fields())
+        base = fields_by_option(spec.option_fields())
         for option, items in base.items():
             options.setdefault(option, []).append((spec.name, items))
         for variant in spec.variants:
-            for option, items in _fields_by_option(spec.option_fields(variant)).items():
+            for option, items in fields_by_option(spec.option_fields(variant)).items():
                 if [item.default for item in items] != [item.default for item in base[option]]:
                     options[option].append((f"{spec.name} --variant {variant}", items))
     return options
 
 
-def _fields_by_option(fields: list[OptionField]) -> dict[str, list[OptionField]]:
+def fields_by_option(fields: list[OptionField]) -> dict[str, list[OptionField]]:
+    """Option -> the settings fields it sets (several for one option that sets more than one field)."""
     grouped: dict[str, list[OptionField]] = {}
     for item in fields:
         grouped.setdefault(item.option, []).append(item)
@@ -101,4 +102,4 @@ def describe_methods() -> list[dict]:
 
 
 __all__ = ["METHODS", "PER_IMAGE", "TRAINED", "accepted_names", "describe_methods", "method_for_model",
-           "method_named", "method_names", "training_options"]
+           "fields_by_option", "method_named", "method_names", "training_options"]
