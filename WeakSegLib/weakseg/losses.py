@@ -48,6 +48,20 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int, ignore_index:
     return weights
 
 
+def masked_distillation(logits: torch.Tensor, teacher_probabilities: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean KL divergence from a teacher's softmax to the student's over the pixels where ``mask`` is True.
+
+    Learning without forgetting (Li & Hoiem 2016): a student fine-tuned on a few labels keeps
+    the teacher's soft output, boundaries included, wherever those labels say nothing.
+    ``teacher_probabilities`` has the shape of ``logits`` and ``mask`` that of a label map;
+    an empty mask gives 0 with a gradient path.
+    """
+    log_teacher = teacher_probabilities.clamp_min(1e-8).log()
+    divergence = (teacher_probabilities * (log_teacher - F.log_softmax(logits, dim=1))).sum(dim=1)
+    weights = mask.to(divergence.dtype)
+    return (divergence * weights).sum() / weights.sum().clamp_min(1.0)
+
+
 def entropy_minimisation(logits: torch.Tensor) -> torch.Tensor:
     """Mean Shannon entropy of the softmax (Grandvalet & Bengio 2005): pushes confident outputs."""
     log_probabilities = F.log_softmax(logits, dim=1)

@@ -67,9 +67,10 @@ Method
 
 * **Adaptation** (:func:`adapt_to_scribbles`, ``weakseg segment IMAGE --scribbles S
   --model M``): a copy of the cohort network is fine-tuned for a few dozen steps on this
-  volume's scribbles (balanced pCE) plus the cohort model's own confident predictions as
-  pseudo-labels (which keep it from forgetting what the scribbles do not cover), then
-  predicts the volume. Scribble classes are matched to the model's classes by name.
+  volume's scribbles (balanced pCE) plus a distillation term towards the cohort model's
+  softmax on every unscribbled pixel (which keeps it from forgetting what the scribbles do
+  not cover, boundaries included), then predicts the volume. Scribble classes are matched
+  to the model's classes by name.
 """
 
 from __future__ import annotations
@@ -85,10 +86,10 @@ import torch
 from weakseg.data import augment, normalise_intensity, resize_images, resize_labels, volume_to_slices
 from weakseg.engine import load_model_checkpoint, pick_device, run_training
 from weakseg.errors import WeakSegInputError
-from weakseg.inference import (check_channels, flip_averaged_softmax, keep_largest_components, most_probable_class,
-                               to_image_grid)
+from weakseg.inference import (check_channels, flip_averaged_softmax, fold_batch_norm, keep_largest_components,
+                               most_probable_class, to_image_grid)
 from weakseg.io import LoadedImage
-from weakseg.losses import balanced_class_weights, partial_cross_entropy
+from weakseg.losses import balanced_class_weights, masked_distillation, partial_cross_entropy
 from weakseg.models import ARCHITECTURES, UNet2D, build_network
 from weakseg.methods.scribble_settings import CohortConfig
 from weakseg.progress import SILENT, Progress
@@ -270,19 +271,19 @@ def adapt_to_scribbles(
     steps: int = 60,
     progress: Progress = SILENT,
     learning_rate: float = 3e-4,
-    pseudo_label_threshold: float = 0.9,
-    pseudo_label_weight: float = 0.5,
+    distillation_weight: float = 1.0,
     largest_component: bool | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fine-tune a copy of the cohort model on one volume's scribbles, then segment it.
 
-    The loss is the balanced pCE on this volume's scribbles plus, on its unscribbled
-    pixels, a cross-entropy towards the cohort model's own confident (> threshold)
-    flip-averaged predictions, computed once before fine-tuning, and background beyond the
-    scribbles' hull (the training prior, when the model used it). Batch norm statistics and
-    dropout stay frozen (eval mode): one volume is too few slices to re-estimate them.
-    ``model`` itself is not changed.
+    The loss is the balanced pCE on this volume's scribbles plus ``distillation_weight`` times
+    the KL divergence from the cohort model's softmax to the copy's on every unscribbled pixel
+    of the same augmented batch (:func:`~weakseg.losses.masked_distillation`). The copy moves
+    where the scribbles contradict the model and keeps the model's soft boundaries elsewhere:
+    on ACDC val hard confident pseudo labels instead (softmax > 0.9) let the myocardium drift
+    (docs/benchmarks.md). Batch norm statistics and dropout stay frozen (eval mode): one
+    volume is too few slices to re-estimate them. ``model`` itself is not changed.
 
     Returns:
         as :func:`predict_volume`.
@@ -299,36 +300,28 @@ def adapt_to_scribbles(
     with progress.stage("region of interest"):
         slices = prepare_slices(image, size)
         targets = resize_labels(torch.from_numpy(codes.astype(np.int64)), (size, size))
-    with progress.stage("pseudo labels"):
-        teacher = flip_averaged_softmax(model.network, slices, model.device)
-    confidence, predicted = teacher.max(dim=1)
-    pseudo = torch.where(
-        (confidence > pseudo_label_threshold) & (targets == UNLABELLED), predicted, torch.full_like(predicted, UNLABELLED)
-    )
-    if model.config.outside_weight:
-        far = outside_scribbles(targets, model.config.outside_margin)
-        pseudo = torch.where(far & (targets == UNLABELLED), 0, pseudo)
-    network = copy.deepcopy(model.network)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
     scribbled = torch.nonzero((targets != UNLABELLED).flatten(1).any(dim=1)).flatten()
     if not len(scribbled):
         raise WeakSegInputError(f"{scribbles.path}: no scribble survives resizing to the model's {size} px")
+    teacher = fold_batch_norm(model.network).to(model.device)
+    network = copy.deepcopy(model.network)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
     num_classes = model.num_classes
     batch_size = min(len(slices), model.config.batch_size)
 
     def compute_loss(step: int) -> torch.Tensor:
         network.eval()  # frozen batch-norm statistics and no dropout, gradients still flow
         pick = torch.randperm(len(slices), generator=generator)[:batch_size]
-        batch, (scribble_batch, pseudo_batch) = augment(
-            slices[pick], [targets[pick], pseudo[pick]], generator, 10.0, 0.05
-        )
-        logits = network(batch.to(model.device))
-        scribble_batch, pseudo_batch = scribble_batch.to(model.device), pseudo_batch.to(model.device)
+        batch, (scribble_batch,) = augment(slices[pick], [targets[pick]], generator, 10.0, 0.05)
+        batch, scribble_batch = batch.to(model.device), scribble_batch.to(model.device)
+        logits = network(batch)
         loss = partial_cross_entropy(logits, scribble_batch, balanced_class_weights(scribble_batch, num_classes))
-        if pseudo_label_weight:
-            weights = balanced_class_weights(pseudo_batch, num_classes)
-            loss = loss + pseudo_label_weight * partial_cross_entropy(logits, pseudo_batch, weights)
+        if distillation_weight:
+            with torch.no_grad():
+                teacher_probabilities = torch.softmax(teacher(batch), dim=1)
+            loss = loss + distillation_weight * masked_distillation(logits, teacher_probabilities,
+                                                                    scribble_batch == UNLABELLED)
         return loss
 
     if steps > 0:
