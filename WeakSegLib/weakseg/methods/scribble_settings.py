@@ -17,13 +17,14 @@ from weakseg.settings import StoredSettings, check_unet_image_size
 class CohortConfig(StoredSettings):
     """Settings of a cohort training run (stored in the model file as a plain dict).
 
-    The defaults are the configuration measured on ACDC on a shared 2-core CPU
-    (3000 steps in about 12.5 min of one core's CPU time; mean val Dice 0.859 without
-    scribbles; docs/benchmarks.md has the curve). 8000 steps with ``ema_decay`` 0.999 gave
-    0.875 and 0.865 with two seeds in about 30 CPU minutes: better, but not reliably 0.87, so
-    not the default. On a GPU use ``image_size`` 160-256, ``channels`` (16, 32, 64, 128, 256)
-    and ~10k steps: on one H100, 160 px reached 0.884 / 0.893 at step 7400 (6.5 min with four
-    runs sharing the GPU); see the README's benchmark.
+    The defaults were chosen from CPU training curves on ACDC (docs/benchmarks.md): 8000 steps
+    with an exponential moving average of the weights (``ema_decay`` 0.999) gave a mean val
+    Dice of 0.875 and 0.865 without scribbles with two seeds, in about 30 min of one core's CPU
+    time; 3000 steps without the average 0.859 (12.5 min), 16000 steps with it 0.860 and 0.875
+    (60 min). On a GPU use ``image_size`` 160-256, ``channels`` (16, 32, 64, 128, 256) and ~10k
+    steps: on one H100, 160 px reached 0.884 / 0.893 at step 7400 (6.5 min with four runs
+    sharing the GPU); see the README's benchmark. ``pce`` and ``maag`` keep 3000 steps without
+    the average (:data:`ATTENTION_UNET_PCE`).
 
     Attributes:
         image_size: square side every slice is resized to (multiple of 2**(levels-1)).
@@ -61,10 +62,10 @@ class CohortConfig(StoredSettings):
     image_size: int = setting(128, "--image-size", "side in pixels every slice is resized to (192-256 on a GPU)", 16, 2048)
     channels: tuple[int, ...] = setting(None, "--channels", "U-Net widths per level, finest first (16,32,64,128,256 on a GPU)", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = setting(0.1, "--dropout", "channel dropout in the U-Net's bottleneck (0 = off)", 0.0, 0.9)
-    steps: int = setting(3000, "--steps", "training steps", 1, 10_000_000)
+    steps: int = setting(8000, "--steps", "training steps", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate (polynomial decay to 0)", 1e-8, 10.0)
-    ema_decay: float = setting(0.0, "--ema-decay", "the model file holds an exponential moving average of the weights "
+    ema_decay: float = setting(0.999, "--ema-decay", "the model file holds an exponential moving average of the weights "
                                "with this decay (0 = off, the last step's weights)", 0.0, 0.99999)
     weight_decay: float = 1e-4
     entropy_weight: float = 0.05
@@ -103,8 +104,11 @@ ARCHITECTURE_SETTINGS = ("architecture", "image_size", "channels", "dropout")
 # had converged after 4000 steps (mean Dice 0.000 once the largest component was kept), and
 # at weight 0.2 MAAG still predicted a large false left ventricle far from the heart (LV
 # Dice 0.000, mean 0.558) where weight 1.0 gave 0.861 (see the README's MAAG table).
+# They keep the 3000 steps without a weight average they were measured with (the cohort
+# default's 8000 steps and average were chosen for the cohort U-Net only).
 ATTENTION_UNET_PCE = {"architecture": "attention-unet2d", "entropy_weight": 0.0, "tv_weight": 0.0,
-                      "outside_weight": 0.0, "learning_rate": 1e-3, "weight_decay": 0.0}
+                      "outside_weight": 0.0, "learning_rate": 1e-3, "weight_decay": 0.0,
+                      "steps": 3000, "ema_decay": 0.0}
 
 # The published MAAG (Valvano et al., IEEE TMI 2021, and the authors' code,
 # gvalvano/multiscale-adversarial-attention-gates): Adam at 1e-4 for segmenter and critic,
