@@ -204,7 +204,9 @@ def test_kill_9_during_a_training_then_restart_resumes_it_from_its_checkpoint(tm
     write_two_blob_cohort(data, 1, shape=(2, 32, 32))
     files = [(f"data:{path.name.split('_')[0]}:{path.name.split('_')[1].split('.')[0]}", path.name, path.read_bytes())
              for path in sorted(data.iterdir())]
-    options = ["--steps", "400", "--image-size", "16", "--channels", "4,8", "--batch-size", "2",
+    # Enough steps that the job process, which outlives the killed server, cannot finish the
+    # training before the restarted server stops it (about 3 ms a step here: 400 steps were not).
+    options = ["--steps", "3000", "--image-size", "16", "--channels", "4,8", "--batch-size", "2",
                "--classes", "background,disk,square"]
     workdir = tmp_path / "serve"
     server = start_server(workdir)
@@ -228,7 +230,7 @@ def test_kill_9_during_a_training_then_restart_resumes_it_from_its_checkpoint(tm
             model.write_bytes(client.get(f"/jobs/{job}/files/model.pt").content)
         import torch
 
-        assert torch.load(model, weights_only=True)["step"] == 400
+        assert torch.load(model, weights_only=True)["step"] == 3000
         assert "--resume" in (workdir / "jobs.sqlite3").read_bytes().decode("latin-1")
     finally:
         server.stop()
