@@ -27,14 +27,15 @@ class WeightAverage:
     Args:
         network: the network being trained; its current weights start the average.
         decay: the largest weight of the old average in an update, in [0, 1).
-        updates: the number of updates already made (a resumed run's count).
+
+    A resumed run restores its average and update count with :meth:`load`.
     """
 
-    def __init__(self, network: torch.nn.Module, decay: float, updates: int = 0) -> None:
+    def __init__(self, network: torch.nn.Module, decay: float) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay {decay}: expected 0 <= decay < 1")
         self.decay = decay
-        self.updates = updates
+        self.updates = 0
         self.network = copy.deepcopy(network).eval()
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
