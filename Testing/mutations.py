@@ -208,7 +208,7 @@ BREAKAGES = (
     Breakage(
         "ema-resume-restarts-average",
         "a resumed run starts a fresh weight average instead of the stored one",
-        LIB + "methods/scribble_training.py",
+        LIB + "weight_average.py",
         '        average.load(stored["model"], int(record["updates"]))',
         "        pass",
         (RESUME + "test_cohort_resume_with_a_weight_average_restores_the_average",),
@@ -220,6 +220,22 @@ BREAKAGES = (
         "        if distillation_weight:",
         "        if False:",
         (REGRESSIONS + "test_adaptation_keeps_the_cohort_output_on_slices_without_scribbles",),
+    ),
+    Breakage(
+        "one-piece-clean-up-ignored",
+        "prediction keeps each class's largest component even when the model file chose the one-piece clean-up",
+        LIB + "methods/scribble_unet.py",
+        "        labels = keep_largest_components(labels, model.num_classes, model.foreground_one_piece)",
+        "        labels = keep_largest_components(labels, model.num_classes)",
+        ("Testing/test_post_processing.py::test_prediction_applies_the_clean_up_the_model_file_records",),
+    ),
+    Breakage(
+        "one-piece-for-separate-structures",
+        "the training-end choice adopts the one-piece clean-up even when it loses a structure's scribbles",
+        LIB + "components.py",
+        "    adopt = num_classes > 2 and per_class > 0 and one_piece >= (1.0 - tolerance) * per_class",
+        "    adopt = num_classes > 2 and per_class > 0",
+        ("Testing/test_cohort.py::test_checkpoint_is_weights_only_with_metadata",),
     ),
 )
 

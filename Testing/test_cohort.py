@@ -23,7 +23,7 @@ from weakseg.cases import list_cases, parse_split
 from weakseg.methods.scribble_settings import CohortConfig
 from weakseg.methods.scribble_training import train_cohort
 from weakseg.methods.scribble_unet import adapt_to_scribbles, load_cohort_model, predict_volume
-from weakseg.methods.scribble_unet import outside_scribbles as _outside_scribbles
+from weakseg.data import outside_scribbles as _outside_scribbles
 from weakseg.models import UNet2D
 from weakseg.progress import Progress
 from weakseg.weak_labels import UNLABELLED, Scribbles, load_scribbles
@@ -142,6 +142,10 @@ def test_checkpoint_is_weights_only_with_metadata(trained):
     assert payload["optimizer"] is not None
     model = load_cohort_model(path)
     assert model.class_names == CLASSES and model.step == 60 and model.image_size == 32
+    # The disk and the square lie apart: one connected piece of both would lose one of them.
+    kept = metadata["components"]["scribbled_voxels_kept"]
+    assert metadata["components"]["one_piece"] is False and not model.foreground_one_piece
+    assert 0 < kept["one_piece"] < kept["per_class"]
 
 
 def test_interrupted_run_resumes_to_the_same_step_count(cohort, tmp_path):

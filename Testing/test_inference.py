@@ -8,8 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weakseg.inference import (FLIPS, flip_averaged_softmax, fold_batch_norm, keep_largest_components,
-                               most_probable_class, to_image_grid)
+from weakseg.inference import FLIPS, flip_averaged_softmax, fold_batch_norm, most_probable_class, to_image_grid
 from weakseg.models import UNet2D
 from weakseg.models.attention_unet import AttentionUNet2D
 
@@ -74,35 +73,6 @@ def test_most_probable_class_is_argmax_including_ties():
     labels = most_probable_class(probabilities)
     assert labels.dtype == np.uint8
     assert np.array_equal(labels, probabilities.argmax(axis=0))
-
-
-def largest_components_reference(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """The plain computation: label each class over the whole volume, keep its largest component."""
-    from skimage.measure import label as connected_components
-
-    result = labels.copy()
-    for code in range(1, num_classes):
-        mask = labels == code
-        if mask.any():
-            components = connected_components(mask, connectivity=mask.ndim)
-            sizes = np.bincount(components.ravel())
-            sizes[0] = 0
-            result[mask & (components != sizes.argmax())] = 0
-    return result
-
-
-@pytest.mark.parametrize("shape", [(12, 30, 40), (50, 60)])
-def test_largest_components_equal_the_whole_volume_computation(shape):
-    rng = np.random.default_rng(3)
-    labels = np.zeros(shape, dtype=np.uint8)
-    labels[rng.random(shape) < 0.05] = 2  # many small components of class 2
-    labels[-3:, -3:] = 2
-    labels[(slice(2, 7),) * len(shape)] = 1  # a big block
-    labels[(7,) * len(shape)] = 1  # touches the block's corner only: part of it (full connectivity)
-    labels[(9,) * len(shape)] = 1  # a separate voxel: removed
-    result = keep_largest_components(labels, 4)  # class 3 absent
-    assert np.array_equal(result, largest_components_reference(labels, 4))
-    assert result[(7,) * len(shape)] == 1 and result[(9,) * len(shape)] == 0
 
 
 def test_bounding_box_holds_every_true_voxel_and_nothing_wider():

@@ -121,7 +121,7 @@ def test_the_model_file_holds_the_best_validation_weights(blob_cases, tmp_path):
     best_step, best = max(record["history"], key=lambda item: (item[1], -item[0]))
     assert (record["selected_step"], record["dice"]) == (best_step, best)
     model = load_cohort_model(tmp_path / "paper.pt")
-    images, labels, _ = _load_training_data(cases[2:], CLASSES.split(","), 32, SILENT)
+    images, labels, *_ = _load_training_data(cases[2:], CLASSES.split(","), 32, SILENT)
     scribbled = (labels != 255).flatten(1).any(dim=1)
     assert scribble_dice(model.network, images[scribbled], labels[scribbled], 3, model.device) == pytest.approx(best)
 

@@ -100,3 +100,37 @@ def test_the_scribble_bench_scores_a_trained_model_with_and_without_post_process
     assert [entry["method"] for entry in run_scribble_bench(options).summary] == ["pce", "pce (raw)"]
     options.post_processing = (False,)
     assert [entry["method"] for entry in run_scribble_bench(options).summary] == ["pce (raw)"]
+
+
+class ChannelIsClass(torch.nn.Module):
+    """Class ``k`` (1, 2) wherever input channel ``k - 1`` is bright, background elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = {"in_channels": 2}
+
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(slices[:, :1]), 10 * slices], dim=1)
+
+
+def test_prediction_applies_the_clean_up_the_model_file_records(tmp_path):
+    import SimpleITK as sitk
+
+    from weakseg.io import LoadedImage
+
+    channels = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    channels[0, :, 4:20, 4:20] = 100.0  # class 1: the object
+    channels[1, :, 8:12, 20:23] = 100.0  # class 2, true: touches class 1 (36 voxels)
+    channels[1, :, 26:31, 25:31] = 100.0  # class 2, false and larger (90 voxels), apart
+    image = LoadedImage(channels, sitk.GetImageFromArray(channels[0]), str(tmp_path / "two-channel"))
+
+    def model(record: dict) -> CohortModel:
+        return CohortModel(network=ChannelIsClass(), class_names=["background", "a", "b"], image_size=32,
+                           config=CohortConfig(image_size=32, channels=(4, 8)), device=torch.device("cpu"),
+                           metadata=record)
+
+    per_class, _ = predict_volume(model({}), image)
+    assert per_class[:, 26:31, 25:31].all() and not per_class[:, 8:12, 20:23].any()
+    one_piece, _ = predict_volume(model({"components": {"one_piece": True}}), image)
+    assert (one_piece[:, 8:12, 20:23] == 2).all() and not one_piece[:, 26:31, 25:31].any()
+    assert (one_piece[:, 4:20, 4:20] == 1).all()

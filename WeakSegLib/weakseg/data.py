@@ -99,3 +99,23 @@ def augment(
 def _inside(grid: torch.Tensor) -> torch.Tensor:
     """Pixels whose sampling position lies inside the source image, ``(N, H, W)`` bool."""
     return (grid.abs() <= 1).all(dim=-1)
+
+
+def outside_scribbles(labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Pixels farther than ``margin`` x slice size from the convex hull of a slice's scribbles.
+
+    ``labels`` ``(N, H, W)`` (255 = unlabelled); returns bool ``(N, H, W)``, all False on
+    slices without scribbles.
+    """
+    from scipy.ndimage import distance_transform_edt
+    from skimage.morphology import convex_hull_image
+
+    result = torch.zeros(labels.shape, dtype=torch.bool)
+    distance = margin * max(labels.shape[-2:])
+    for index, slice_labels in enumerate(labels.numpy()):
+        scribbled = slice_labels != UNLABELLED
+        if not scribbled.any():
+            continue
+        hull = convex_hull_image(scribbled) | scribbled
+        result[index] = torch.from_numpy(distance_transform_edt(~hull) > distance)
+    return result

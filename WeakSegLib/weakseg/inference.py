@@ -3,8 +3,8 @@
 Slices are resized to the network's square input, run in batches with the softmax
 averaged over the four flips (identity, left-right, up-down, both: test-time
 augmentation), and the probabilities resized back to the image's slice size, so results
-keep the image's grid. :func:`keep_largest_components` is the optional clean-up of
-structures that come in one piece.
+keep the image's grid. :func:`weakseg.components.keep_largest_components` is the optional
+clean-up of structures that come in one piece.
 
 Flip averaging and the largest-component filter together are the *post-processing*; one
 switch, ``post_processing`` (``weakseg predict --no-post-processing``, the ``(raw)`` rows
@@ -22,7 +22,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weakseg.bounding_box import bounding_box
 from weakseg.data import resize_images
 
 # Slices per forward pass. On a 2-core CPU 8 was the fastest of 2-48 for the default
@@ -119,31 +118,6 @@ def most_probable_class(probabilities: np.ndarray) -> np.ndarray:
         labels[probabilities[code] > best] = code
         np.maximum(best, probabilities[code], out=best)
     return labels
-
-
-def keep_largest_components(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Keep the largest connected component of every foreground class ``1..num_classes-1``; the rest -> background.
-
-    Components connect through faces, edges and corners. Each class is labelled within the
-    bounding box of its voxels only (usually a small part of the volume).
-    """
-    from scipy import ndimage
-
-    result = labels.copy()
-    structure = np.ones((3,) * labels.ndim, dtype=bool)
-    for code in range(1, num_classes):
-        mask = labels == code
-        box = bounding_box(mask)
-        if box is None:
-            continue
-        inside = mask[box]
-        components, count = ndimage.label(inside, structure=structure)
-        if count < 2:
-            continue
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
-        result[box][inside & (components != sizes.argmax())] = 0
-    return result
 
 
 def check_channels(expected: int, found: int, image_name: str, model_path: str = "") -> None:

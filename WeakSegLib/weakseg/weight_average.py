@@ -61,3 +61,16 @@ class WeightAverage:
         """Restore an average saved as a state dict after ``updates`` updates (resuming a run)."""
         self.network.load_state_dict(state)
         self.updates = updates
+
+
+def restored_average(stored: dict | None, network: torch.nn.Module, decay: float) -> WeightAverage:
+    """The running average of ``network``'s weights: fresh, or the one a resumed run's file holds.
+
+    A trainer that keeps an average saves it as the file's ``model``, its update count as
+    ``metadata["ema"]["updates"]`` and the latest weights beside it (``extra["latest_model"]``).
+    """
+    average = WeightAverage(network, decay)
+    record = ((stored or {}).get("metadata") or {}).get("ema")
+    if record is not None:
+        average.load(stored["model"], int(record["updates"]))
+    return average

@@ -159,7 +159,8 @@ def predict_image(model: CollaborativeModel, image: LoadedImage, progress: Progr
 
     ``post_processing=False``: the raw output (no flip averaging, no largest-component filter).
     """
-    from weakseg.inference import keep_largest_components, to_image_grid
+    from weakseg.components import keep_largest_components
+    from weakseg.inference import to_image_grid
 
     _, probabilities = _slice_probabilities(model, image, post_processing)
     progress.report(0.8, "segmenting")

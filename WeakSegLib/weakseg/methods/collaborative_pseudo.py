@@ -58,7 +58,7 @@ def pseudo_masks(probabilities: torch.Tensor, image_confidence: torch.Tensor | N
     confidence, labels = probabilities.max(dim=1)
     weights = ((confidence - 1.0 / classes) / (1.0 - 1.0 / classes)).clamp(0.0, 1.0)
     if largest_component:
-        from weakseg.inference import keep_largest_components
+        from weakseg.components import keep_largest_components
 
         cleaned = np.stack([keep_largest_components(item, classes) for item in labels.numpy()])
         labels = torch.from_numpy(cleaned).long()

@@ -17,11 +17,11 @@ from weakseg.settings import StoredSettings, check_unet_image_size
 class CohortConfig(StoredSettings):
     """Settings of a cohort training run (stored in the model file as a plain dict).
 
-    The defaults were chosen from CPU training curves on ACDC (docs/benchmarks.md): 8000 steps
-    with an exponential moving average of the weights (``ema_decay`` 0.999) gave a mean val
-    Dice of 0.875 and 0.865 without scribbles with two seeds, in about 30 min of one core's CPU
-    time; 3000 steps without the average 0.859 (12.5 min), 16000 steps with it 0.860 and 0.875
-    (60 min). On a GPU use ``image_size`` 160-256, ``channels`` (16, 32, 64, 128, 256) and ~10k
+    The defaults were chosen from CPU training curves on ACDC (docs/benchmarks.md): 16000 steps
+    with an exponential moving average of the weights (``ema_decay`` 0.999) and the one-piece
+    clean-up the model chooses (:mod:`weakseg.components`) gave a mean val Dice of 0.875, 0.875
+    and 0.872 without scribbles in three runs (39 min on two quiet cores); 8000 steps 0.875,
+    0.865, 0.870 and 0.870; 3000 steps without the average 0.859. On a GPU use ``image_size`` 160-256, ``channels`` (16, 32, 64, 128, 256) and ~10k
     steps: on one H100, 160 px reached 0.884 / 0.893 at step 7400 (6.5 min with four runs
     sharing the GPU); see the README's benchmark. ``pce`` and ``maag`` keep 3000 steps without
     the average (:data:`ATTENTION_UNET_PCE`).
@@ -62,7 +62,7 @@ class CohortConfig(StoredSettings):
     image_size: int = setting(128, "--image-size", "side in pixels every slice is resized to (192-256 on a GPU)", 16, 2048)
     channels: tuple[int, ...] = setting(None, "--channels", "U-Net widths per level, finest first (16,32,64,128,256 on a GPU)", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = setting(0.1, "--dropout", "channel dropout in the U-Net's bottleneck (0 = off)", 0.0, 0.9)
-    steps: int = setting(8000, "--steps", "training steps", 1, 10_000_000)
+    steps: int = setting(16000, "--steps", "training steps", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate (polynomial decay to 0)", 1e-8, 10.0)
     ema_decay: float = setting(0.999, "--ema-decay", "the model file holds an exponential moving average of the weights "

@@ -27,11 +27,13 @@ import torch
 from torch.nn import functional as F
 
 from weakseg.cases import CohortCase
+from weakseg.components import one_piece_keeps_scribbles
 from weakseg.contract import UNLABELLED
-from weakseg.data import augment, resize_labels
+from weakseg.data import augment, outside_scribbles, resize_labels
 from weakseg.distributed import TrainingContext, for_training, training_context, world_size_from_environment
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
+from weakseg.inference import flip_averaged_softmax
 from weakseg.io import check_same_channels, read_image
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.methods.scribble_settings import ARCHITECTURE_SETTINGS, CohortConfig
@@ -41,18 +43,17 @@ from weakseg.methods.scribble_unet import (
     NORMALISATION,
     _resolve_device,
     build_scribble_network,
-    outside_scribbles,
     prepare_slices,
 )
 from weakseg.progress import SILENT, Progress
 from weakseg.unpaired_masks import MaskFile, load_unpaired_masks
 from weakseg.weak_labels import check_class_names, load_scribbles
-from weakseg.weight_average import WeightAverage
+from weakseg.weight_average import restored_average
 
 
 def _load_training_data(cases, class_names, size, progress: Progress):
-    """All slices of all cases, resized, with their resized scribbles."""
-    images, labels = [], []
+    """All slices of all cases, resized, with their resized scribbles, and each case's slice count."""
+    images, labels, slice_counts = [], [], []
     channels = None
     for index, case in enumerate(cases):
         image = read_image(case.image_path)
@@ -60,8 +61,28 @@ def _load_training_data(cases, class_names, size, progress: Progress):
         scribbles = load_scribbles(case.scribble_path, image, class_names)
         images.append(prepare_slices(image, size))
         labels.append(resize_labels(torch.from_numpy(scribbles.labels.astype(np.int64)), (size, size)))
+        slice_counts.append(len(images[-1]))
         progress.report((index + 1) / len(cases), f"loaded {case.name}")
-    return torch.cat(images), torch.cat(labels), channels
+    return torch.cat(images), torch.cat(labels), channels, slice_counts
+
+
+def _choose_components(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                       slice_counts: list[int], num_classes: int, device: torch.device) -> dict:
+    """The clean-up the trained ``network`` gets at prediction, judged on its training volumes' scribbles.
+
+    Each training volume is predicted as at test time (flip-averaged softmax, argmax) on the
+    network's grid and :func:`weakseg.components.one_piece_keeps_scribbles` decides whether all
+    foreground classes are kept as one connected piece before each class's largest component.
+    """
+    was_training = network.training
+    predictions, scribbles, start = [], [], 0
+    for count in slice_counts:
+        probabilities = flip_averaged_softmax(network, images[start : start + count], device)
+        predictions.append(probabilities.argmax(dim=1).numpy().astype(np.uint8))
+        scribbles.append(labels[start : start + count].numpy())
+        start += count
+    network.train(was_training)
+    return one_piece_keeps_scribbles(predictions, scribbles, num_classes)[1]
 
 
 
@@ -151,7 +172,8 @@ def train_cohort(
 
     paper = config.variant == "paper"
     cases, validation_cases = _held_out(cases, config)
-    images, labels, in_channels = _load_training_data(cases, class_names, config.image_size, progress.part(0.0, 0.05))
+    images, labels, in_channels, slice_counts = _load_training_data(cases, class_names, config.image_size,
+                                                                    progress.part(0.0, 0.05))
     validation = _validation_slices(validation_cases, class_names, config.image_size)
     outside = outside_scribbles(labels, config.outside_margin).long()
     scribbled = torch.nonzero((labels != UNLABELLED).flatten(1).any(dim=1)).flatten()
@@ -231,7 +253,7 @@ def train_cohort(
         return loss
 
     selection = _Selection.restored(stored, network) if validation else None
-    average = _restored_average(stored, network, config.ema_decay) if config.ema_decay else None
+    average = restored_average(stored, network, config.ema_decay) if config.ema_decay else None
 
     def checkpoint(step: int) -> None:
         if selection is not None and step >= config.steps // 2:
@@ -257,6 +279,8 @@ def train_cohort(
             if selection.network is not None:
                 saved, extra = selection.network, {**extra, "latest_model": network.state_dict()}
         if context.is_main:
+            if step == config.steps:
+                metadata["components"] = _choose_components(saved, images, labels, slice_counts, len(class_names), device)
             save_checkpoint(out_path, saved, optimizer, step, metadata, extra, generator)
         context.barrier()
 
@@ -285,15 +309,6 @@ class _AllScales(torch.nn.Module):
         return self.network.forward_scales(batch)
 
 
-def _restored_average(stored: dict | None, network: torch.nn.Module, decay: float) -> WeightAverage:
-    """The running average of ``network``'s weights: fresh, or the one a resumed run's file holds (its ``model``)."""
-    average = WeightAverage(network, decay)
-    record = ((stored or {}).get("metadata") or {}).get("ema")
-    if record is not None:
-        average.load(stored["model"], int(record["updates"]))
-    return average
-
-
 def _held_out(cases: list[CohortCase], config: CohortConfig) -> tuple[list[CohortCase], list[CohortCase]]:
     """Training and validation cases: variant ``paper`` holds out the last ``validation_fraction`` of them."""
     if config.variant != "paper":
@@ -309,7 +324,7 @@ def _validation_slices(cases: list[CohortCase], class_names: list[str], size: in
     """The scribbled slices of the validation cases and their scribbles, or None without cases."""
     if not cases:
         return None
-    images, labels, _ = _load_training_data(cases, class_names, size, SILENT)
+    images, labels, *_ = _load_training_data(cases, class_names, size, SILENT)
     keep = (labels != UNLABELLED).flatten(1).any(dim=1)
     if not keep.any():
         raise WeakSegInputError(f"validation cases {[case.name for case in cases]} have no scribbled voxel")

@@ -86,8 +86,8 @@ import torch
 from weakseg.data import augment, normalise_intensity, resize_images, resize_labels, volume_to_slices
 from weakseg.engine import load_model_checkpoint, pick_device, run_training
 from weakseg.errors import WeakSegInputError
-from weakseg.inference import (check_channels, flip_averaged_softmax, fold_batch_norm, keep_largest_components,
-                               most_probable_class, to_image_grid)
+from weakseg.components import keep_largest_components
+from weakseg.inference import check_channels, flip_averaged_softmax, fold_batch_norm, most_probable_class, to_image_grid
 from weakseg.io import LoadedImage
 from weakseg.losses import balanced_class_weights, masked_distillation, partial_cross_entropy
 from weakseg.models import ARCHITECTURES, UNet2D, build_network
@@ -123,6 +123,15 @@ class CohortModel:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def foreground_one_piece(self) -> bool:
+        """Whether the clean-up first keeps one connected piece of all foreground classes.
+
+        Chosen at the end of training from the model's predictions of its training scribbles
+        (:func:`weakseg.components.one_piece_keeps_scribbles`); False for files without that record.
+        """
+        return bool((self.metadata.get("components") or {}).get("one_piece", False))
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -182,25 +191,6 @@ def prepare_slices(image: LoadedImage, size: int) -> torch.Tensor:
     return resize_images(volume_to_slices(normalise_intensity(image.array)), (size, size))
 
 
-def outside_scribbles(labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Pixels farther than ``margin`` x slice size from the convex hull of a slice's scribbles.
-
-    ``labels`` ``(N, H, W)`` (255 = unlabelled); returns bool ``(N, H, W)``, all False on
-    slices without scribbles.
-    """
-    from scipy.ndimage import distance_transform_edt
-    from skimage.morphology import convex_hull_image
-
-    result = torch.zeros(labels.shape, dtype=torch.bool)
-    distance = margin * max(labels.shape[-2:])
-    for index, slice_labels in enumerate(labels.numpy()):
-        scribbled = slice_labels != UNLABELLED
-        if not scribbled.any():
-            continue
-        hull = convex_hull_image(scribbled) | scribbled
-        result[index] = torch.from_numpy(distance_transform_edt(~hull) > distance)
-    return result
-
 # --------------------------------------------------------------------------- prediction
 
 
@@ -217,7 +207,7 @@ def _predict_with(
     probabilities = to_image_grid(small, image.array.shape[-2:], floor=1e-8)
     labels = most_probable_class(probabilities)
     if post_processing and (model.config.largest_component if largest_component is None else largest_component):
-        labels = keep_largest_components(labels, model.num_classes)
+        labels = keep_largest_components(labels, model.num_classes, model.foreground_one_piece)
     return labels, probabilities
 
 
