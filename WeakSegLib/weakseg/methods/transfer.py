@@ -18,7 +18,10 @@ switchable for ablation:
    softmax maps from target ones, and the segmenter learns to make target outputs look
    like source outputs (Tsai et al., CVPR 2018).
 
-Target scribbles, when given, are used as pixel labels too (balanced partial cross-entropy).
+Target scribbles, when given, are used as pixel labels too, with the cohort method's scribble
+terms (balanced partial cross-entropy, the background prior beyond their hull, entropy and
+total-variation regularisers). The model file holds a moving average of the weights
+(``ema_decay``), as the cohort method's does.
 Training runs on arrays (:mod:`weakseg.methods.transfer_training`, no SimpleITK, so it runs
 on a GPU machine from a compact ``.npz``); :mod:`weakseg.methods.transfer_data` reads the
 folders. The model file is a 2D U-Net that ``predict`` and ``segment --model`` apply and
@@ -58,6 +61,11 @@ class TransferConfig(StoredSettings):
         centroid_momentum: share of the accumulated centroid kept at each step.
         adversarial_weight: weight of the output-space adversarial term (0 = off).
         scribble_weight: weight of the partial cross-entropy on target scribbles.
+        outside_weight, outside_margin, entropy_weight, tv_weight: with target scribbles, the
+            cohort method's other scribble terms on the target slices (background prior beyond
+            the scribbles' hull; entropy and total-variation regularisers).
+        ema_decay: > 0: the saved model is the exponential moving average of the weights
+            (:class:`~weakseg.weight_average.WeightAverage`); 0: the last step's weights.
         ignore_scribbles: leave target scribbles unused even where they exist.
         pseudo_label_threshold, foreground_fraction, background_fraction, superpixels,
             compactness, vote, purity: :class:`~weakseg.methods.pseudo_labels.PseudoLabelParams`.
@@ -69,7 +77,7 @@ class TransferConfig(StoredSettings):
     image_size: int = setting(128, "--image-size", "side in pixels every slice is resized to (192-256 on a GPU)", 16, 2048)
     channels: tuple[int, ...] = setting(None, "--channels", "U-Net widths per level, finest first (16,32,64,128,256 on a GPU)", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))
     dropout: float = 0.1
-    steps: int = setting(3000, "--steps", "training steps", 1, 10_000_000)
+    steps: int = setting(4000, "--steps", "training steps", 1, 10_000_000)
     batch_size: int = setting(12, "--batch-size", "slices per training step", 1, 4096)
     learning_rate: float = setting(2e-3, "--learning-rate", "initial learning rate (polynomial decay to 0)", 1e-8, 10.0)
     weight_decay: float = 1e-4
@@ -81,6 +89,12 @@ class TransferConfig(StoredSettings):
     centroid_momentum: float = 0.9
     adversarial_weight: float = setting(0.01, "--adversarial-weight", "adversarial term's weight (maag: relative to the supervised term; transfer: output-space critic)", 0.0, 100.0)
     scribble_weight: float = 1.0
+    outside_weight: float = setting(0.1, "--outside-weight", "weight of the background prior beyond the scribbles' hull (0 = off)", 0.0, 100.0)
+    outside_margin: float = 0.1
+    entropy_weight: float = 0.05
+    tv_weight: float = 0.05
+    ema_decay: float = setting(0.999, "--ema-decay", "the model file holds an exponential moving average of the weights "
+                               "with this decay (0 = off, the last step's weights)", 0.0, 0.99999)
     ignore_scribbles: bool = setting(False, "--ignore-scribbles", "transfer: leave the target's scribbles unused (image-level labels only)")
     pseudo_label_threshold: float = 0.5
     foreground_fraction: float = 0.8

@@ -11,7 +11,9 @@ slices with their masks and ``batch_size`` augmented target slices, runs them th
 network together and adds up
 
 * cross-entropy on the source masks;
-* balanced partial cross-entropy on the target scribbles (when given);
+* with target scribbles: balanced partial cross-entropy on them, the background prior
+  beyond their hull and the entropy and total-variation regularisers on the target
+  slices (the cohort method's scribble terms);
 * from the end of the warm-up: partial cross-entropy on the target pseudo labels, renewed
   at the start of every round from the network's probabilities (flip-averaged), only the
   classes the slice's image label names, per class the most confident pixels
@@ -20,6 +22,9 @@ network together and adds up
 * the class-centroid alignment of the last decoder features (target classes from pseudo
   labels and scribbles);
 * the output-space adversarial term, with one critic step per step.
+
+With ``ema_decay`` > 0 the model file holds the moving average of the weights (the latest
+weights beside it, to resume).
 """
 
 from __future__ import annotations
@@ -31,16 +36,17 @@ import numpy as np
 import torch
 
 from weakseg.contract import UNLABELLED
-from weakseg.data import augment
+from weakseg.data import augment, outside_scribbles
 from weakseg.engine import check_resume, load_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import flip_averaged_softmax
-from weakseg.losses import balanced_class_weights, partial_cross_entropy
+from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.methods.pseudo_labels import PseudoLabelParams, make_pseudo_labels
 from weakseg.methods.transfer import ARCHITECTURE_SETTINGS, MODEL_KIND, TransferConfig
 from weakseg.methods.transfer_alignment import CentroidAlignment, OutputSpaceCritic
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
+from weakseg.weight_average import restored_average
 
 NORMALISATION = "per volume and channel: clip to 0.5-99.5 percentiles, then z-score (weakseg.data.normalise_intensity)"
 # Normalised intensities are stored as uint8: value = round((z - OFFSET) * SCALE), z clipped to the range.
@@ -220,7 +226,7 @@ def train_transfer_arrays(
     centroids = (CentroidAlignment(num_classes, config.channels[0], config.centroid_momentum, device)
                  if config.centroid_weight else None)
     if stored is not None:
-        network.load_state_dict(stored["model"])
+        network.load_state_dict((stored.get("extra") or {}).get("latest_model") or stored["model"])
         if stored.get("optimizer"):
             optimizer.load_state_dict(stored["optimizer"])
         extra = stored.get("extra") or {}
@@ -235,6 +241,8 @@ def train_transfer_arrays(
     params = PseudoLabelParams(config.pseudo_label_threshold, config.foreground_fraction, config.background_fraction,
                                config.superpixels, config.compactness, config.vote, config.purity)
     scribbles = arrays.target_scribbles
+    far = outside_scribbles(scribbles, config.outside_margin) if scribbles is not None and config.outside_weight else None
+    average = restored_average(stored, network, config.ema_decay) if config.ema_decay else None
     empty = torch.full(arrays.target_images.shape[:1] + arrays.target_images.shape[-2:], UNLABELLED, dtype=torch.int64)
     state = {"pseudo": empty, "round": -1}
     uses_pseudo = has_image_labels and bool(config.pseudo_label_weight or config.centroid_weight)
@@ -261,6 +269,7 @@ def train_transfer_arrays(
         if not uses_target:
             return partial_cross_entropy(network(source.to(device)), masks.to(device))
         target_maps = [state["pseudo"][target_pick]] + ([scribbles[target_pick]] if scribbles is not None else [])
+        target_maps += [far[target_pick].long()] if far is not None else []
         target, target_maps = augment(arrays.target_images[target_pick], target_maps, generator,
                                       config.max_rotation_degrees, config.max_scale)
         # Each domain is its own batch (its own batch-norm statistics while training), as in AdaptSegNet.
@@ -275,6 +284,7 @@ def train_transfer_arrays(
             scribbled = target_maps[1].to(device)
             weights = balanced_class_weights(scribbled, num_classes)
             loss = loss + config.scribble_weight * partial_cross_entropy(logits[count:], scribbled, weights)
+            loss = loss + scribble_regularisers(logits[count:], target_maps[2] if far is not None else None, config)
             target_labels = torch.where(scribbled != UNLABELLED, scribbled, pseudo)
         if config.pseudo_label_weight and state["round"] >= 0:
             weights = balanced_class_weights(pseudo, num_classes)
@@ -305,10 +315,29 @@ def train_transfer_arrays(
             extra["critic"] = critic.state()
         if centroids is not None:
             extra["centroids"] = centroids.state()
-        save_checkpoint(out_path, network, optimizer, step, metadata, extra or None)
+        saved = network
+        if average is not None:
+            metadata["ema"] = {"decay": config.ema_decay, "updates": average.updates}
+            saved, extra["latest_model"] = average.network, network.state_dict()
+        save_checkpoint(out_path, saved, optimizer, step, metadata, extra or None)
 
+    torch.manual_seed(config.seed * 1_000_003 + start_step)  # dropout draws from torch's global generator
     run_training(network, optimizer, compute_loss, config.steps, config.learning_rate, progress,
-                 start_step=start_step, checkpoint=checkpoint, checkpoint_every=config.checkpoint_every)
+                 start_step=start_step, checkpoint=checkpoint, checkpoint_every=config.checkpoint_every,
+                 after_step=(lambda done: average.update(network)) if average is not None else None)
 
 
-__all__ = ["TransferArrays", "load_arrays", "save_arrays", "train_transfer_arrays"]
+def scribble_regularisers(logits: torch.Tensor, far: torch.Tensor | None, config: TransferConfig) -> torch.Tensor:
+    """The cohort method's terms beside the scribbles' cross-entropy, on target ``logits`` ``(N, K, S, S)``.
+
+    ``far`` (``(N, S, S)``, 1 beyond the scribbles' hull; None when the prior is off) is
+    pushed to background; entropy and total variation favour confident, compact regions.
+    """
+    loss = config.entropy_weight * entropy_minimisation(logits) + config.tv_weight * total_variation(logits)
+    if far is not None:
+        background = torch.where(far == 1, 0, UNLABELLED).to(logits.device)
+        loss = loss + config.outside_weight * partial_cross_entropy(logits, background)
+    return loss
+
+
+__all__ = ["TransferArrays", "load_arrays", "save_arrays", "scribble_regularisers", "train_transfer_arrays"]
