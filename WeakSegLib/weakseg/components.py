@@ -50,19 +50,18 @@ def keep_largest_components(labels: np.ndarray, num_classes: int, one_piece: boo
     """
     result = labels.copy()
     if one_piece:
-        foreground = result > 0
-        box = bounding_box(foreground)
-        if box is not None:
-            inside = foreground[box]
-            result[box][inside & ~_largest(inside)] = 0
+        _clear_all_but_largest(result, result > 0)
     for code in range(1, num_classes):
-        mask = result == code
-        box = bounding_box(mask)
-        if box is None:
-            continue
-        inside = mask[box]
-        result[box][inside & ~_largest(inside)] = 0
+        _clear_all_but_largest(result, result == code)
     return result
+
+
+def _clear_all_but_largest(labels: np.ndarray, mask: np.ndarray) -> None:
+    """Set to background, in place, the voxels of ``mask`` outside its largest component (labelled within its box)."""
+    box = bounding_box(mask)
+    if box is not None:
+        inside = mask[box]
+        labels[box][inside & ~_largest(inside)] = 0
 
 
 def scribbled_voxels_kept(labels: np.ndarray, scribbles: np.ndarray) -> int:
