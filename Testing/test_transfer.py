@@ -177,8 +177,14 @@ def test_training_writes_a_model_that_predict_applies_with_oblique_geometry_kept
     # Resuming continues from the stored step; the same step count is refused.
     with pytest.raises(WeakSegInputError, match="already trained"):
         train_transfer_arrays(arrays, CLASSES, model_path, _small(), "cpu", resume=True)
+    with pytest.raises(WeakSegInputError, match="critic_width"):
+        train_transfer_arrays(arrays, CLASSES, model_path, _small(steps=15, critic_width=8), "cpu", resume=True)
     train_transfer_arrays(arrays, CLASSES, model_path, _small(steps=15), "cpu", resume=True)
-    assert torch.load(model_path, weights_only=True)["step"] == 15
+    stored = torch.load(model_path, weights_only=True)
+    assert stored["step"] == 15
+    # The stored critic has the configured width: its finest block's first convolution gives critic_width maps.
+    critic_weights = stored["extra"]["critic"]["discriminator"]
+    assert critic_weights["blocks.0.0.parametrizations.weight.original"].shape[0] == TransferConfig().critic_width
     # segment --model: the transfer model adapts to one volume's scribbles; the output keeps the oblique grid.
     from weakseg.cli import main
 
@@ -235,7 +241,7 @@ def test_every_part_on_with_scribbles_segments_the_target_domain(domains):
     for index in range(2):
         predicted = predict_volume(model, read_image(domains["target"] / f"tgt{index}_image.nii.gz"))[0]
         dice = dice_per_class(predicted, _target_volume(index)[1], 3)
-        # Seeds 0-3 of this 150-step run give 0.72-0.97 for the weaker class; chance is about 0.1.
+        # Seeds 0-3 of this 150-step run give 0.72-0.95 for the weaker class; chance is about 0.1.
         assert dice[1:].min() > 0.7, dice
 
 

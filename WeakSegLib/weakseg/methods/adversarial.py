@@ -72,11 +72,13 @@ class LeastSquaresCritic:
     Args:
         num_classes, scale_count: channels and scales of the maps it judges.
         learning_rate: the critic's initial learning rate.
+        width: channels of the critic's finest block (:class:`~weakseg.models.MultiScaleDiscriminator`).
     """
 
-    def __init__(self, num_classes: int, scale_count: int, learning_rate: float, device: torch.device) -> None:
+    def __init__(self, num_classes: int, scale_count: int, learning_rate: float, device: torch.device,
+                 width: int = 32) -> None:
         self.learning_rate = learning_rate
-        self.discriminator = MultiScaleDiscriminator(num_classes, scale_count).to(device)
+        self.discriminator = MultiScaleDiscriminator(num_classes, scale_count, width).to(device)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.999))
 
     def fooling_loss(self, fake: list[torch.Tensor]) -> torch.Tensor:

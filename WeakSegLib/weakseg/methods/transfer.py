@@ -60,6 +60,9 @@ class TransferConfig(StoredSettings):
         centroid_weight: weight of the class-centroid alignment (0 = off).
         centroid_momentum: share of the accumulated centroid kept at each step.
         adversarial_weight: weight of the output-space adversarial term (0 = off).
+        critic_width: channels of the output-space critic's finest block (doubled at each
+            coarser scale). 16 costs a quarter of 32 per critic pass; the critic was most of a
+            CPU step at 32 (docs/benchmarks.md).
         scribble_weight: weight of the partial cross-entropy on target scribbles.
         outside_weight, outside_margin, entropy_weight, tv_weight: with target scribbles, the
             cohort method's other scribble terms on the target slices (background prior beyond
@@ -88,6 +91,7 @@ class TransferConfig(StoredSettings):
     centroid_weight: float = setting(0.1, "--centroid-weight", "transfer: weight of the class-centroid alignment (0 = off)", 0.0, 100.0)
     centroid_momentum: float = 0.9
     adversarial_weight: float = setting(0.01, "--adversarial-weight", "adversarial term's weight (maag: relative to the supervised term; transfer: output-space critic)", 0.0, 100.0)
+    critic_width: int = 16
     scribble_weight: float = 1.0
     outside_weight: float = setting(0.1, "--outside-weight", "weight of the background prior beyond the scribbles' hull (0 = off)", 0.0, 100.0)
     outside_margin: float = 0.1
@@ -116,8 +120,8 @@ class TransferConfig(StoredSettings):
             raise WeakSegInputError(f"transfer warm-up share {self.warmup} must lie in [0, 1)")
 
 
-# Settings that change the network or its input: a resumed run must keep them.
-ARCHITECTURE_SETTINGS = ("image_size", "channels", "dropout")
+# Settings that change the network, its critic or its input: a resumed run must keep them.
+ARCHITECTURE_SETTINGS = ("image_size", "channels", "dropout", "critic_width")
 
 
 def load_transfer_model(path: str | os.PathLike, device: Any = "cpu", payload: dict | None = None) -> Any:

@@ -102,10 +102,11 @@ class OutputSpaceCritic(LeastSquaresCritic):
     Args:
         num_classes: K, channels of the softmax maps.
         weight: the segmenter's adversarial term's weight.
+        width: channels of the critic's finest block.
     """
 
-    def __init__(self, num_classes: int, weight: float, device: torch.device) -> None:
-        super().__init__(num_classes, CRITIC_SCALES, CRITIC_LEARNING_RATE, device)
+    def __init__(self, num_classes: int, weight: float, device: torch.device, width: int = 32) -> None:
+        super().__init__(num_classes, CRITIC_SCALES, CRITIC_LEARNING_RATE, device, width)
         self.weight = weight
 
     def segmenter_loss(self, target_logits: torch.Tensor) -> torch.Tensor:

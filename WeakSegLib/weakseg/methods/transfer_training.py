@@ -221,7 +221,8 @@ def train_transfer_arrays(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network = UNet2D(in_channels, num_classes, tuple(config.channels), config.dropout).to(device)
-        critic = OutputSpaceCritic(num_classes, config.adversarial_weight, device) if config.adversarial_weight else None
+        critic = (OutputSpaceCritic(num_classes, config.adversarial_weight, device, config.critic_width)
+                  if config.adversarial_weight else None)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     centroids = (CentroidAlignment(num_classes, config.channels[0], config.centroid_momentum, device)
                  if config.centroid_weight else None)
