@@ -196,6 +196,19 @@ def test_training_writes_a_model_that_predict_applies_with_oblique_geometry_kept
     assert np.allclose(result.GetDirection(), reference.GetDirection()) and result.GetSize() == reference.GetSize()
 
 
+def test_a_file_from_before_the_critic_width_setting_resumes_with_the_width_it_was_trained_with(domains):
+    arrays = build_arrays(str(domains["source"]), None, str(domains["target"]), str(domains["csv"]), CLASSES, 32)
+    model_path = domains["tmp"] / "former.pt"
+    train_transfer_arrays(arrays, CLASSES, model_path, _small(critic_width=32), "cpu")
+    stored = torch.load(model_path, weights_only=True)
+    del stored["metadata"]["config"]["critic_width"]  # as written before the setting existed
+    torch.save(stored, model_path)
+    with pytest.raises(WeakSegInputError, match="critic_width 32 in the model, 16 now"):
+        train_transfer_arrays(arrays, CLASSES, model_path, _small(steps=15), "cpu", resume=True)
+    train_transfer_arrays(arrays, CLASSES, model_path, _small(steps=15, critic_width=32), "cpu", resume=True)
+    assert torch.load(model_path, weights_only=True)["step"] == 15
+
+
 def test_the_model_file_holds_the_weight_average_and_a_resumed_run_continues_it(domains):
     arrays = build_arrays(str(domains["source"]), None, str(domains["target"]), str(domains["csv"]), CLASSES, 32)
     model_path = domains["tmp"] / "averaged.pt"

@@ -91,7 +91,8 @@ class TransferConfig(StoredSettings):
     centroid_weight: float = setting(0.1, "--centroid-weight", "transfer: weight of the class-centroid alignment (0 = off)", 0.0, 100.0)
     centroid_momentum: float = 0.9
     adversarial_weight: float = setting(0.01, "--adversarial-weight", "adversarial term's weight (maag: relative to the supervised term; transfer: output-space critic)", 0.0, 100.0)
-    critic_width: int = 16
+    critic_width: int = setting(16, "--critic-width", "transfer: channels of the output-space critic's finest block "
+                                "(doubled at each coarser scale; files from before this option: 32)", 1, 1024)
     scribble_weight: float = 1.0
     outside_weight: float = setting(0.1, "--outside-weight", "weight of the background prior beyond the scribbles' hull (0 = off)", 0.0, 100.0)
     outside_margin: float = 0.1
@@ -122,6 +123,8 @@ class TransferConfig(StoredSettings):
 
 # Settings that change the network, its critic or its input: a resumed run must keep them.
 ARCHITECTURE_SETTINGS = ("image_size", "channels", "dropout", "critic_width")
+# The critic's width in model files written before ``critic_width`` was a setting.
+FORMER_CRITIC_WIDTH = 32
 
 
 def load_transfer_model(path: str | os.PathLike, device: Any = "cpu", payload: dict | None = None) -> Any:

@@ -42,7 +42,7 @@ from weakseg.errors import WeakSegInputError
 from weakseg.inference import flip_averaged_softmax
 from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
 from weakseg.methods.pseudo_labels import PseudoLabelParams, make_pseudo_labels
-from weakseg.methods.transfer import ARCHITECTURE_SETTINGS, MODEL_KIND, TransferConfig
+from weakseg.methods.transfer import ARCHITECTURE_SETTINGS, FORMER_CRITIC_WIDTH, MODEL_KIND, TransferConfig
 from weakseg.methods.transfer_alignment import CentroidAlignment, OutputSpaceCritic
 from weakseg.models import UNet2D
 from weakseg.progress import SILENT, Progress
@@ -212,6 +212,9 @@ def train_transfer_arrays(
     start_step, stored = 0, None
     if resume:
         stored = load_checkpoint(out_path, "cpu")
+        stored_config = (stored.get("metadata") or {}).get("config")
+        if isinstance(stored_config, dict):
+            stored_config.setdefault("critic_width", FORMER_CRITIC_WIDTH)
         check_resume(stored, out_path, MODEL_KIND, class_names, config.as_dict(), ARCHITECTURE_SETTINGS)
         start_step = int(stored.get("step", 0))
         if start_step >= config.steps:
