@@ -176,6 +176,35 @@ def test_train_predict_and_adapt_from_the_command_line(tmp_path, capsys):
     assert adapted.is_file()
 
 
+def test_training_again_into_an_existing_model_file_keeps_the_former_model(tmp_path, capsys):
+    import torch
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_case(data, "patient001", seed=0)
+    model = tmp_path / "model.pt"
+
+    def train(steps: int, *more: str) -> None:
+        assert run("train", data, "--out", model, "--classes", CLASSES, "--steps", steps, "--progress", "none",
+                   *more) == 0
+
+    train(2)
+    first = model.read_bytes()
+    capsys.readouterr()
+    train(3)
+    assert "kept as" in capsys.readouterr().err
+    assert (tmp_path / "model.previous.pt").read_bytes() == first
+    assert torch.load(model, weights_only=True)["step"] == 3
+    second = model.read_bytes()
+    train(2)
+    assert (tmp_path / "model.previous-2.pt").read_bytes() == second
+    assert (tmp_path / "model.previous.pt").read_bytes() == first
+    # --resume continues the run in the file itself: no copy.
+    train(4, "--resume")
+    assert sorted(path.name for path in tmp_path.glob("model*.pt")) == ["model.previous-2.pt", "model.previous.pt",
+                                                                         "model.pt"]
+
+
 def test_train_refuses_a_folder_without_scribbles(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     intensity, _, _ = make_blob_volume()

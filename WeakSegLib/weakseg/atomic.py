@@ -1,4 +1,4 @@
-"""File suffixes and atomic writes, without SimpleITK.
+"""File suffixes, atomic writes and copies of files about to be replaced, without SimpleITK.
 
 Kept apart from :mod:`weakseg.io` so that code that writes only model files (the
 training loop, array-based training on a machine without SimpleITK) can use them.
@@ -7,6 +7,7 @@ training loop, array-based training on a machine without SimpleITK) can use them
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -60,3 +61,29 @@ def _flush_to_disk(path: str) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def keep_former_file(path: str | os.PathLike) -> Path | None:
+    """Keep a copy of the file at ``path`` beside it, before a run that will replace it starts.
+
+    The copy is the first free name of ``<stem>.previous<suffix>``, ``<stem>.previous-2<suffix>``,
+    ... (a hard link where the file system allows one, so it costs no space). The file at
+    ``path`` itself stays until the run replaces it, so a run that fails early leaves it in
+    place. Returns the copy's path, or None when ``path`` holds no file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    suffix = suffix_of(path)
+    stem = path.name[:len(path.name) - len(suffix)] if suffix else path.name
+    number = 1
+    while True:
+        kept = path.with_name(f"{stem}.previous{'' if number == 1 else f'-{number}'}{suffix}")
+        if not kept.exists():
+            break
+        number += 1
+    try:
+        os.link(path, kept)
+    except OSError:
+        shutil.copy2(path, kept)
+    return kept

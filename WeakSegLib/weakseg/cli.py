@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model on a folder of images with weak labels")
     train.add_argument("data_dir", help="folder of <case>_image.* and <case>_scribble.* files (or the images "
                                         "an --image-labels CSV names)")
-    train.add_argument("--out", required=True, help="model file to write (.pt)")
+    train.add_argument("--out", required=True, help="model file to write (.pt); a file already there is kept as "
+                                                    "NAME.previous.pt (then .previous-2.pt, ...) unless --resume")
     train.add_argument("--method", choices=trained,
                        help="; ".join(f"{spec.name}: {spec.summary}" for spec in METHODS if spec.usage == TRAINED)
                             + f" (default {trained[0]}; imagelabel when --image-labels is given)")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from weakseg.atomic import keep_former_file
 from weakseg.cli_checks import (
     check_count,
     check_input_file,
@@ -162,6 +164,10 @@ def train_command(arguments: argparse.Namespace, progress: Progress) -> None:
     for folder in (arguments.data_dir, arguments.source):
         if folder and not Path(folder).is_dir():
             raise WeakSegInputError(f"{folder}: no such folder")
+    kept = None if arguments.resume else keep_former_file(arguments.out)
+    if kept is not None:
+        print(f"weakseg: {arguments.out} exists; this run starts over and replaces it, the former model is kept "
+              f"as {kept} (--resume continues a run instead)", file=sys.stderr)
     spec.function("train")(TrainingRequest(
         data_dir=arguments.data_dir, out_path=arguments.out, settings=settings,
         class_names=class_list(arguments.classes), device=pick_device(arguments.device), progress=progress,
