@@ -162,7 +162,7 @@ def run_training(
 
 
 def check_resume(payload: dict, path: str | os.PathLike, model_kind: str, class_names: list[str],
-                 settings: dict, kept: tuple[str, ...] | None = None) -> None:
+                 settings: dict, kept: tuple[str, ...] | None = None, former: dict | None = None) -> None:
     """The rule every method resumes by: same kind of model, same classes, same settings.
 
     Args:
@@ -170,6 +170,8 @@ def check_resume(payload: dict, path: str | os.PathLike, model_kind: str, class_
         model_kind: the ``method`` its metadata must record.
         settings: the settings of the run asked for now (a plain dict, as stored).
         kept: the settings that must not change (None: all of them).
+        former: the value of each setting that files written before it existed ran with (they
+            do not record it).
 
     Raises:
         WeakSegInputError: naming the file and what differs.
@@ -180,7 +182,7 @@ def check_resume(payload: dict, path: str | os.PathLike, model_kind: str, class_
     stored_classes = list(metadata.get("class_names", []))
     if [name.lower() for name in stored_classes] != [name.lower() for name in class_names]:
         raise WeakSegInputError(f"{path}: cannot resume: the model's classes {stored_classes} differ from {class_names}")
-    stored = metadata.get("config", {})
+    stored = {**(former or {}), **metadata.get("config", {})}
     different = sorted(name for name in (settings if kept is None else kept) if stored.get(name) != settings[name])
     if different:
         now = ", ".join(f"{name} {stored.get(name)} in the model, {settings[name]} now" for name in different)

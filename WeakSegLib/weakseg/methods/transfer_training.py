@@ -212,10 +212,8 @@ def train_transfer_arrays(
     start_step, stored = 0, None
     if resume:
         stored = load_checkpoint(out_path, "cpu")
-        stored_config = (stored.get("metadata") or {}).get("config")
-        if isinstance(stored_config, dict):
-            stored_config.setdefault("critic_width", FORMER_CRITIC_WIDTH)
-        check_resume(stored, out_path, MODEL_KIND, class_names, config.as_dict(), ARCHITECTURE_SETTINGS)
+        check_resume(stored, out_path, MODEL_KIND, class_names, config.as_dict(), ARCHITECTURE_SETTINGS,
+                     former={"critic_width": FORMER_CRITIC_WIDTH})
         start_step = int(stored.get("step", 0))
         if start_step >= config.steps:
             raise WeakSegInputError(f"{out_path}: already trained for {start_step} steps; ask for more to resume")
