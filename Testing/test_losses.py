@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from weakseg.losses import masked_distillation
+from weakseg.losses import entropy_minimisation, masked_distillation, scribble_regularisers, total_variation
 
 
 def test_masked_distillation_is_zero_when_the_student_matches_the_teacher():
@@ -33,3 +33,35 @@ def test_masked_distillation_of_an_empty_mask_is_zero_with_a_gradient():
     loss = masked_distillation(logits, torch.full((1, 2, 3, 3), 0.5), torch.zeros(1, 3, 3, dtype=torch.bool))
     loss.backward()
     assert loss.item() == 0.0 and logits.grad is not None
+
+
+def test_scribble_regularisers_push_the_far_pixels_to_background():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    far = torch.zeros(2, 8, 8, dtype=torch.long)
+    far[:, :2] = 1
+    expected = 0.5 * torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[far == 1], torch.zeros(32, dtype=torch.long))
+    torch.testing.assert_close(scribble_regularisers(logits, far, 0.0, 0.0, 0.5), expected)
+    assert scribble_regularisers(logits, None, 0.0, 0.0, 0.5).item() == 0.0
+    background_there = logits.clone()
+    background_there[:, 0, :2] = 20.0
+    assert scribble_regularisers(background_there, far, 0.0, 0.0, 0.5) < 1e-6
+
+
+def test_scribble_regularisers_add_the_weighted_entropy_and_total_variation():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8)
+    expected = 0.05 * entropy_minimisation(logits) + 0.2 * total_variation(logits)
+    torch.testing.assert_close(scribble_regularisers(logits, None, 0.05, 0.2, 0.1), expected)
+
+
+def test_a_shares_background_prior_is_normalised_by_the_global_batch():
+    """Two processes' shares, each scaled by the world size and normalised by the global count, average to the whole batch's term."""
+    torch.manual_seed(2)
+    logits = torch.randn(4, 3, 6, 6)
+    far = (torch.rand(4, 6, 6) > 0.5).long()
+    whole = scribble_regularisers(logits, far, 0.0, 0.0, 0.1)
+    total = (far == 1).sum()
+    shares = [scribble_regularisers(logits[part], far[part], 0.0, 0.0, 0.1, world_size=2, far_total=total)
+              for part in (slice(0, 2), slice(2, 4))]
+    torch.testing.assert_close((shares[0] + shares[1]) / 2, whole)

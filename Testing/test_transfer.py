@@ -24,7 +24,6 @@ from weakseg.methods.transfer_training import (
     load_arrays,
     round_starts,
     save_arrays,
-    scribble_regularisers,
     target_pseudo_labels,
     train_transfer_arrays,
 )
@@ -148,7 +147,7 @@ def test_centroids_accumulate_over_batches_and_their_distance_pulls_the_domains_
 
 def test_output_space_critic_learns_to_tell_the_domains_apart():
     torch.manual_seed(0)
-    critic = OutputSpaceCritic(num_classes=2, weight=1.0, device=torch.device("cpu"))
+    critic = OutputSpaceCritic(num_classes=2, weight=1.0, device=torch.device("cpu"), width=TransferConfig().critic_width)
     source = torch.zeros(4, 2, 16, 16)
     source[:, 1, 4:12, 4:12] = 6.0  # a square
     target = torch.zeros(4, 2, 16, 16)
@@ -223,20 +222,6 @@ def test_the_model_file_holds_the_weight_average_and_a_resumed_run_continues_it(
     train_transfer_arrays(arrays, CLASSES, plain, _small(ema_decay=0.0), "cpu")
     stored = torch.load(plain, weights_only=True)
     assert "ema" not in stored["metadata"] and "latest_model" not in (stored["extra"] or {})
-
-
-def test_scribble_regularisers_push_the_far_pixels_to_background():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 3, 8, 8)
-    far = torch.zeros(2, 8, 8, dtype=torch.long)
-    far[:, :2] = 1
-    prior_only = _small(entropy_weight=0.0, tv_weight=0.0, outside_weight=0.5)
-    expected = 0.5 * torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[far == 1], torch.zeros(32, dtype=torch.long))
-    assert torch.allclose(scribble_regularisers(logits, far, prior_only), expected)
-    assert scribble_regularisers(logits, None, prior_only).item() == 0.0
-    background_there = logits.clone()
-    background_there[:, 0, :2] = 20.0
-    assert scribble_regularisers(background_there, far, prior_only) < 1e-6
 
 
 def test_every_part_on_with_scribbles_segments_the_target_domain(domains):

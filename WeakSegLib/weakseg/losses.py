@@ -76,6 +76,35 @@ def total_variation(logits: torch.Tensor) -> torch.Tensor:
     return vertical + horizontal
 
 
+def scribble_regularisers(
+    logits: torch.Tensor,
+    far: torch.Tensor | None,
+    entropy_weight: float,
+    tv_weight: float,
+    outside_weight: float,
+    world_size: int = 1,
+    far_total: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The scribble methods' terms beside the scribbles' cross-entropy, on ``logits`` ``(N, K, S, S)``.
+
+    Entropy minimisation and total variation favour confident, compact regions; ``far``
+    (``(N, S, S)``, 1 beyond the scribbles' hull; None: the prior is off) is pushed to
+    background. On one process's share of a data-parallel batch, pass the global batch's
+    count of far pixels as ``far_total`` and the number of processes as ``world_size``: the
+    prior is then normalised like the global batch's, so the averaged gradient is its gradient.
+    """
+    loss = logits.sum() * 0.0
+    if entropy_weight:
+        loss = loss + entropy_weight * entropy_minimisation(logits)
+    if tv_weight:
+        loss = loss + tv_weight * total_variation(logits)
+    if far is not None and outside_weight:
+        background = torch.where(far == 1, 0, UNLABELLED).to(logits.device)
+        normaliser = None if far_total is None else far_total.to(logits.device)
+        loss = loss + outside_weight * world_size * partial_cross_entropy(logits, background, normaliser=normaliser)
+    return loss
+
+
 def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
                                      fake_target: float = 0.0) -> torch.Tensor:
     """Least-squares GAN critic loss (Mao et al. 2017): real masks towards 1, generated towards ``fake_target``.

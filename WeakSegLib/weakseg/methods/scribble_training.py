@@ -35,7 +35,7 @@ from weakseg.engine import check_resume, load_checkpoint, restore_random_state, 
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import flip_averaged_softmax
 from weakseg.io import check_same_channels, read_image
-from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
+from weakseg.losses import balanced_class_weights, partial_cross_entropy, scribble_regularisers
 from weakseg.methods.scribble_settings import ARCHITECTURE_SETTINGS, CohortConfig
 from weakseg.methods.spec import TrainingRequest
 from weakseg.methods.scribble_unet import (
@@ -89,7 +89,7 @@ def _choose_components(network: torch.nn.Module, images: torch.Tensor, labels: t
 
 def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight: float, context: TrainingContext,
                global_labels: torch.Tensor) -> torch.Tensor:
-    """Balanced pCE + regularisers (+ self-training on confident predictions).
+    """Balanced pCE (+ self-training on confident predictions); the regularisers are added beside it.
 
     ``labels`` are this process's share of the global batch's ``global_labels``: the class
     weights and the pCE's normaliser come from the global batch, and the share is scaled by
@@ -99,10 +99,6 @@ def _weak_loss(logits, labels, num_classes, config: CohortConfig, pseudo_weight:
     weights = balanced_class_weights(global_labels, num_classes).to(logits.device)
     labelled = global_labels[global_labels != UNLABELLED].to(logits.device)
     loss = context.world_size * partial_cross_entropy(logits, labels, weights, normaliser=weights[labelled].sum())
-    if config.entropy_weight:
-        loss = loss + config.entropy_weight * entropy_minimisation(logits)
-    if config.tv_weight:
-        loss = loss + config.tv_weight * total_variation(logits)
     if pseudo_weight:
         with torch.no_grad():
             confidence, predicted = F.softmax(logits.detach(), dim=1).max(dim=1)
@@ -237,10 +233,8 @@ def train_cohort(
             ramp = min(1.0, (step - warmup_steps + 1) / max(1, config.steps // 10))
             pseudo_weight = config.pseudo_label_weight * ramp
         loss = _weak_loss(logits, target.to(device), len(class_names), config, pseudo_weight, context, global_target)
-        if config.outside_weight:
-            background = torch.where(far == 1, 0, UNLABELLED).to(device)
-            loss = loss + config.outside_weight * context.world_size * partial_cross_entropy(
-                logits, background, normaliser=(global_far == 1).sum().to(device))
+        loss = loss + scribble_regularisers(logits, far, config.entropy_weight, config.tv_weight, config.outside_weight,
+                                            context.world_size, (global_far == 1).sum())
         if paper:
             unlabelled, _ = augment(images[torch.randint(len(images), (config.batch_size,), generator=generator)], [],
                                     generator, config.max_rotation_degrees, config.max_scale)

@@ -102,10 +102,11 @@ class OutputSpaceCritic(LeastSquaresCritic):
     Args:
         num_classes: K, channels of the softmax maps.
         weight: the segmenter's adversarial term's weight.
-        width: channels of the critic's finest block.
+        width: channels of the critic's finest block (``TransferConfig.critic_width``; no
+            default here, so the config stays the one place that sets it).
     """
 
-    def __init__(self, num_classes: int, weight: float, device: torch.device, width: int = 32) -> None:
+    def __init__(self, num_classes: int, weight: float, device: torch.device, width: int) -> None:
         super().__init__(num_classes, CRITIC_SCALES, CRITIC_LEARNING_RATE, device, width)
         self.weight = weight
 

@@ -40,7 +40,7 @@ from weakseg.data import augment, outside_scribbles
 from weakseg.engine import check_resume, load_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import flip_averaged_softmax
-from weakseg.losses import balanced_class_weights, entropy_minimisation, partial_cross_entropy, total_variation
+from weakseg.losses import balanced_class_weights, partial_cross_entropy, scribble_regularisers
 from weakseg.methods.pseudo_labels import PseudoLabelParams, make_pseudo_labels
 from weakseg.methods.transfer import ARCHITECTURE_SETTINGS, FORMER_CRITIC_WIDTH, MODEL_KIND, TransferConfig
 from weakseg.methods.transfer_alignment import CentroidAlignment, OutputSpaceCritic
@@ -286,7 +286,8 @@ def train_transfer_arrays(
             scribbled = target_maps[1].to(device)
             weights = balanced_class_weights(scribbled, num_classes)
             loss = loss + config.scribble_weight * partial_cross_entropy(logits[count:], scribbled, weights)
-            loss = loss + scribble_regularisers(logits[count:], target_maps[2] if far is not None else None, config)
+            loss = loss + scribble_regularisers(logits[count:], target_maps[2] if far is not None else None,
+                                                config.entropy_weight, config.tv_weight, config.outside_weight)
             target_labels = torch.where(scribbled != UNLABELLED, scribbled, pseudo)
         if config.pseudo_label_weight and state["round"] >= 0:
             weights = balanced_class_weights(pseudo, num_classes)
@@ -329,17 +330,4 @@ def train_transfer_arrays(
                  after_step=(lambda done: average.update(network)) if average is not None else None)
 
 
-def scribble_regularisers(logits: torch.Tensor, far: torch.Tensor | None, config: TransferConfig) -> torch.Tensor:
-    """The cohort method's terms beside the scribbles' cross-entropy, on target ``logits`` ``(N, K, S, S)``.
-
-    ``far`` (``(N, S, S)``, 1 beyond the scribbles' hull; None when the prior is off) is
-    pushed to background; entropy and total variation favour confident, compact regions.
-    """
-    loss = config.entropy_weight * entropy_minimisation(logits) + config.tv_weight * total_variation(logits)
-    if far is not None:
-        background = torch.where(far == 1, 0, UNLABELLED).to(logits.device)
-        loss = loss + config.outside_weight * partial_cross_entropy(logits, background)
-    return loss
-
-
-__all__ = ["TransferArrays", "load_arrays", "save_arrays", "scribble_regularisers", "train_transfer_arrays"]
+__all__ = ["TransferArrays", "load_arrays", "save_arrays", "train_transfer_arrays"]
