@@ -124,3 +124,18 @@ def test_the_logic_asks_the_command_line_which_methods_exist(slicerModule, tmp_p
     assert logic.method("weakseg", "per-image")["name"] == "interactive"
     with pytest.raises(WeakSegInputError, match="unknown training method 'nothing'"):
         logic.method("nothing", "trained")
+
+
+def test_the_extension_names_a_kept_former_file_as_the_library_does(tmp_path):
+    from WeakSegExtensionLib.remote import keepFormerFile
+    from weakseg.atomic import keep_former_file
+
+    for folder in ("library", "extension"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "scan.seg.nrrd").write_bytes(b"current")
+        (tmp_path / folder / "scan.previous.seg.nrrd").write_bytes(b"kept before")
+    kept = [keep_former_file(tmp_path / "library" / "scan.seg.nrrd"),
+            keepFormerFile(tmp_path / "extension" / "scan.seg.nrrd")]
+    assert [path.name for path in kept] == ["scan.previous-2.seg.nrrd"] * 2
+    assert all(path.read_bytes() == b"current" for path in kept)
+    assert keepFormerFile(tmp_path / "extension" / "absent.pt") is None

@@ -121,3 +121,29 @@ def test_a_server_lost_during_a_job_ends_it_with_a_clear_error_instead_of_raisin
     time.sleep(0.01)
     assert runner.finished and runner.returncode == 1
     assert "lost contact with the server" in runner.errorMessage()
+
+
+def test_a_server_training_into_an_existing_model_file_keeps_the_former_model(tmp_path):
+    from WeakSegExtensionLib import remote
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "case_image.nrrd").write_bytes(b"image")
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"former model")
+    (tmp_path / "model.previous.pt").write_bytes(b"older model")
+    arguments = ["train", str(data), "--out", str(model), "--classes", "background,LV", "--progress", "lines"]
+    runner = remote.RemoteRunner(ComputeSettings("server", f"http://127.0.0.1:{free_port()}", "x" * 20), arguments)
+    assert runner.plan.downloads == {"model.pt": model}
+
+    class Client:
+        def download(self, jobId, name, destination):  # as ServerClient.download: a new file renamed over it
+            partial = destination.with_name(".partial")
+            partial.write_bytes(b"new model")
+            partial.replace(destination)
+
+    runner.client, runner.jobId, runner._state = Client(), "0" * 32, {"state": "done", "files": ["model.pt"]}
+    runner._downloadResults()
+    assert model.read_bytes() == b"new model"
+    assert (tmp_path / "model.previous-2.pt").read_bytes() == b"former model"
+    assert (tmp_path / "model.previous.pt").read_bytes() == b"older model"

@@ -42,6 +42,7 @@ EXIT_OK = int(_DATA["exit_codes"]["ok"])
 EXIT_BAD_INPUT = int(_DATA["exit_codes"]["bad_input"])
 EXIT_CANCELLED = int(_DATA["exit_codes"]["cancelled"])
 ERROR_PREFIX = _DATA["error_prefix"]
+FORMER_COPY_MARK = _DATA["former_copy_mark"]
 LABEL_CSV_COLUMNS = tuple(_DATA["label_csv"]["columns"])
 LABEL_CSV_NAME_COLUMNS = tuple(_DATA["label_csv"]["read_name_columns"])
 DIAGNOSIS_COLUMN = _DATA["diagnosis_column"]

@@ -18,6 +18,8 @@ Errors name the server and what to do: unreachable, 401 (token), 413 (too large)
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from WeakSegExtensionLib.errors import WeakSegInputError, WeakSegProcessError
+from WeakSegExtensionLib.library_contract import FORMER_COPY_MARK
 from WeakSegExtensionLib.runner import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, ProgressEvent
 
 LOCAL = "local"
@@ -153,6 +156,32 @@ class _Body:
 def _suffix(path: Path) -> str:
     name = Path(path).name.lower()
     return next((suffix for suffix in FILE_SUFFIXES if name.endswith(suffix)), Path(name).suffix)
+
+
+def keepFormerFile(path: Path) -> Optional[Path]:
+    """Keep the file at ``path`` beside it before a download replaces it; returns the copy, or None.
+
+    A local run of the library keeps the model file it is about to replace
+    (``weakseg.atomic.keep_former_file``); a server run replaces it only here, on download,
+    so the same rule applies here: the first free name of ``<stem><mark><suffix>``,
+    ``<stem><mark>-2<suffix>``, ... with the contract's mark, a hard link where possible.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    suffix = _suffix(path)
+    stem = path.name[:len(path.name) - len(suffix)] if suffix else path.name
+    number = 1
+    while True:
+        kept = path.with_name(f"{stem}{FORMER_COPY_MARK}{'' if number == 1 else f'-{number}'}{suffix}")
+        if not kept.exists():
+            break
+        number += 1
+    try:
+        os.link(path, kept)
+    except OSError:
+        shutil.copy2(path, kept)
+    return kept
 
 
 def _multipart(boundary: str, fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, Path]]):
@@ -322,6 +351,7 @@ class RemoteRunner:
                 self._error = f"the server's job holds no result {name!r} (it has {available})"
                 self._state["state"], self._state["returncode"] = "failed", 1
                 return
+            keepFormerFile(destination)
             self.client.download(self.jobId, name, destination)
 
     @property

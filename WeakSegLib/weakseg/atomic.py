@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from weakseg.contract import FORMER_COPY_MARK
+
 
 def suffix_of(path: str | os.PathLike) -> str:
     """The file's full suffix in lower case, ``.nii.gz`` and ``.seg.nrrd`` included."""
@@ -78,7 +80,7 @@ def keep_former_file(path: str | os.PathLike) -> Path | None:
     stem = path.name[:len(path.name) - len(suffix)] if suffix else path.name
     number = 1
     while True:
-        kept = path.with_name(f"{stem}.previous{'' if number == 1 else f'-{number}'}{suffix}")
+        kept = path.with_name(f"{stem}{FORMER_COPY_MARK}{'' if number == 1 else f'-{number}'}{suffix}")
         if not kept.exists():
             break
         number += 1

@@ -27,6 +27,7 @@ EXIT_OK: int = int(_DATA["exit_codes"]["ok"])
 EXIT_BAD_INPUT: int = int(_DATA["exit_codes"]["bad_input"])
 EXIT_CANCELLED: int = int(_DATA["exit_codes"]["cancelled"])
 ERROR_PREFIX: str = _DATA["error_prefix"]
+FORMER_COPY_MARK: str = _DATA["former_copy_mark"]  # <stem><mark><suffix>: the copy of a file a run replaces
 LABEL_CSV_COLUMNS: tuple[str, ...] = tuple(_DATA["label_csv"]["columns"])
 LABEL_CSV_NAME_COLUMNS: tuple[str, ...] = tuple(_DATA["label_csv"]["read_name_columns"])
 CLASS_SEPARATOR: str = _DATA["label_csv"]["class_separator"]
