@@ -165,6 +165,9 @@ def keepFormerFile(path: Path) -> Optional[Path]:
     (``weakseg.atomic.keep_former_file``); a server run replaces it only here, on download,
     so the same rule applies here: the first free name of ``<stem><mark><suffix>``,
     ``<stem><mark>-2<suffix>``, ... with the contract's mark, a hard link where possible.
+    This mirrors the library's function instead of importing it because computing on a
+    server needs no library on this computer; ``Testing/extension/test_library_contract.py``
+    checks that both name a kept file alike.
     """
     path = Path(path)
     if not path.is_file():
