@@ -6,6 +6,7 @@ is a call to the logic, which works without the GUI from the Python console.
 """
 
 import logging
+import os
 import time
 from typing import Annotated
 
@@ -424,10 +425,12 @@ class WeakSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTrain(self) -> None:
         volumes = self._selectedVolumes() or self.logic.volumeNodes()
         modelPath, method = self._parameterNode.modelPath, self._parameterNode.trainingMethod
+        keepsFormer = bool(modelPath) and os.path.isfile(modelPath) and not self._parameterNode.resume
         self._startJob(
             lambda: self.logic.startTraining(volumes, modelPath, self._classNames(), self._parameterNode.resume,
                                              method=method, shapeModel=self.logic.shapeModelFor(method, self._parameterNode.shapeModel)),
-            lambda path: f"Model saved to {path}.",
+            lambda path: f"Model saved to {path}." + (" The former model is kept beside it ('.previous' in its name)."
+                                                       if keepsFormer else ""),
         )
 
     def onApplyModel(self) -> None:
