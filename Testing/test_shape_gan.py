@@ -272,10 +272,35 @@ def test_bench_writes_table_csv_and_overlays(tmp_path):
                                    device="cpu")
     result = run_shapegan_bench(options)
     assert [entry["row"] for entry in result.summary] == ["supervised", "shape-gan", "plain-dice"]
-    assert "| row | GAN steps | Dice | HD95 (mm) | HC abs. error (mm)" in result.table
+    assert "| row | GAN steps | pseudo-label Dice (training) | Dice | HD95 (mm) | HC abs. error (mm)" in result.table
+    assert result.summary[0]["pseudo_label_dice"] != result.summary[0]["pseudo_label_dice"]  # supervised: none
+    assert 0 <= result.summary[1]["pseudo_label_dice"] <= 1
     with open(tmp_path / "out" / "cases.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 6
     assert (tmp_path / "out" / "overlay_006_shape-gan.png").is_file()
+
+
+def test_bench_over_seeds_writes_each_seed_and_the_spread_of_each_row(tmp_path, capsys):
+    folder = _write_heads(tmp_path / "heads", 8)
+    out = tmp_path / "out"
+    assert main(["bench", "shapegan", str(folder), "--rows", "shape-gan,plain-dice", "--train-split", "000-003",
+                 "--test-split", "006-007", *TINY, "--gan-steps", "3", "--steps", "2", "--rounds", "1",
+                 "--seeds", "0,1", "--overlays", "0", "--out", str(out), "--device", "cpu", "--progress", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 0:" in printed and "seed 1:" in printed and "| row | Dice mean | min | max | spread |" in printed
+    per_seed = {}
+    for seed in (0, 1):
+        with open(out / f"seed-{seed}" / "summary.csv", newline="") as handle:
+            per_seed[seed] = {row["row"]: float(row["dice"]) for row in csv.DictReader(handle)}
+    with open(out / "spread.csv", newline="") as handle:
+        spread = {row["row"]: row for row in csv.DictReader(handle)}
+    assert list(spread) == ["shape-gan", "plain-dice"]
+    for row, entry in spread.items():
+        dice = [per_seed[0][row], per_seed[1][row]]
+        assert entry["seeds"] == "2"
+        assert float(entry["dice_mean"]) == pytest.approx(np.mean(dice), abs=1e-4)
+        assert float(entry["dice_spread"]) == pytest.approx(max(dice) - min(dice), abs=1e-4)
+        assert "hc_error_mm_mean" in entry
 
 
 def test_bench_refuses_unknown_rows_and_a_folder_without_pixel_sizes(tmp_path, capsys):

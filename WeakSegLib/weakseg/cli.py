@@ -340,6 +340,8 @@ def _add_shapegan_bench(kinds) -> None:
     shapegan.add_argument("--image-size", type=int, help="network grid width (default: the method's own)")
     shapegan.add_argument("--channels", help="U-Net widths of the generators (default: the method's own)")
     shapegan.add_argument("--batch-size", help="slices per training step (default: the method's own)")
+    shapegan.add_argument("--seeds", help="comma list of seeds, e.g. 0,1,2: one run per seed (OUT/seed-N) and the "
+                                          "mean and spread of each row over them (instead of --seed)")
     shapegan.add_argument("--out", default="bench-out", help="folder for the CSVs, the models and overlay PNGs")
     shapegan.add_argument("--overlays", type=int, default=3, help="cases to draw overlays for, per row")
     _add_common(shapegan)

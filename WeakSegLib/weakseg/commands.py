@@ -380,7 +380,7 @@ def _shapegan_bench(arguments: argparse.Namespace, progress: Progress) -> str:
         unpaired_train_split=arguments.unpaired_train_split, unpaired_split=arguments.unpaired_split,
         test_split=arguments.test_split, shape_model=arguments.shape_model, settings=settings,
         ablation_gan_steps=arguments.ablation_gan_steps, overlays=arguments.overlays, device=arguments.device,
-        seed=arguments.seed)
+        seed=arguments.seed, seeds=seed_list(arguments.seeds) if arguments.seeds else ())
     check_options(options)
     spec.make_settings(**settings, shape_model=arguments.shape_model).check()
     return run_shapegan_bench(options, progress).table

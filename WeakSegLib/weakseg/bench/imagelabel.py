@@ -145,9 +145,10 @@ def run_imagelabel_bench(options: ImageLabelBenchOptions, progress: Progress = S
         result.summaries.setdefault(dataset, []).extend({"seed": seed, **row} for row in summary)
     if len(seeds) > 1:
         for dataset, rows in result.summaries.items():
-            spread = seed_spread(rows, list(options.methods))
+            spread = seed_spread(rows, "method", list(options.methods), ("dice_3d", "slice_dice"))
             write_csv((out / dataset if len(datasets) > 1 else out) / "spread.csv", spread)
-            result.tables[dataset] += f"{dataset}, seeds {','.join(map(str, seeds))}:\n" + spread_table(spread)
+            result.tables[dataset] += f"{dataset}, seeds {','.join(map(str, seeds))}:\n" + spread_table(
+                spread, "method", {"dice_3d": "3D Dice", "slice_dice": "Dice (lesion slices)"})
     progress.report(1.0, "done")
     return result
 

@@ -77,26 +77,31 @@ def transfer_table(summary: list[dict], foreground: list[str], case_count: int) 
     return "\n".join(lines)
 
 
-def seed_spread(rows: list[dict], methods: list[str]) -> list[dict]:
-    """Per method, over the seeds of ``rows`` (summary rows with a ``seed``): mean, lowest, highest and spread
-    (highest - lowest) of the 3D Dice and of the lesion-slice Dice."""
+def seed_spread(rows: list[dict], key: str, names: list[str], scores: tuple[str, ...]) -> list[dict]:
+    """Per name (the value of ``key``: a method or a row), over the seeds of ``rows`` (one summary row per
+    seed and name): mean, lowest, highest and spread (highest - lowest) of each score.
+
+    GANs and self-training vary from seed to seed; the spread says how far one run can be trusted.
+    """
     spread = []
-    for method in methods:
-        entries = [row for row in rows if row["method"] == method]
-        dice, slice_dice = (np.array([row[key] for row in entries]) for key in ("dice_3d", "slice_dice"))
-        spread.append({"method": method, "seeds": len(entries), "dice_3d_mean": float(dice.mean()),
-                       "dice_3d_min": float(dice.min()), "dice_3d_max": float(dice.max()),
-                       "dice_3d_spread": float(dice.max() - dice.min()), "slice_dice_mean": float(slice_dice.mean()),
-                       "slice_dice_spread": float(slice_dice.max() - slice_dice.min())})
+    for name in names:
+        entries = [row for row in rows if row[key] == name]
+        item = {key: name, "seeds": len(entries)}
+        for score in scores:
+            values = np.array([row[score] for row in entries], dtype=float)
+            item.update({f"{score}_mean": float(values.mean()), f"{score}_min": float(values.min()),
+                         f"{score}_max": float(values.max()), f"{score}_spread": float(values.max() - values.min())})
+        spread.append(item)
     return spread
 
 
-def spread_table(spread: list[dict]) -> str:
-    """A Markdown table of :func:`seed_spread`."""
-    header = ["method", "3D Dice mean", "min", "max", "spread", "Dice (lesion slices) mean", "spread"]
+def spread_table(spread: list[dict], key: str, headings: dict[str, str]) -> str:
+    """A Markdown table of :func:`seed_spread`: per score (``headings``: score -> its column name) the mean,
+    lowest, highest and spread."""
+    header = [key] + [f"{heading} {part}" if part == "mean" else part
+                      for heading in headings.values() for part in ("mean", "min", "max", "spread")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in spread:
-        values = [entry[key] for key in ("dice_3d_mean", "dice_3d_min", "dice_3d_max", "dice_3d_spread",
-                                         "slice_dice_mean", "slice_dice_spread")]
-        lines.append("| " + " | ".join([entry["method"]] + [f"{value:.3f}" for value in values]) + " |")
+        values = [entry[f"{score}_{part}"] for score in headings for part in ("mean", "min", "max", "spread")]
+        lines.append("| " + " | ".join([entry[key]] + [f"{value:.3f}" for value in values]) + " |")
     return "\n".join(lines)
