@@ -162,6 +162,23 @@ def test_train_predict_and_head_circumference_csv(tmp_path):
     assert float(rows[0]["head_circumference_mm"]) == pytest.approx(expected, abs=0.01)
 
 
+def test_the_cycle_check_script_scores_every_candidate_mask(tmp_path):
+    import subprocess
+    import sys
+
+    folder = _write_heads(tmp_path / "heads", 4)
+    model = tmp_path / "model.pt"
+    assert _train(folder, model, "--split", "000-003", "--shape-model", "ellipse") == 0
+    script = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "shapegan_cycle_check.py"
+    result = subprocess.run([sys.executable, str(script), str(model), str(folder), "--images", "3"],
+                            capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rows = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
+    assert rows == ["true masks", "true, eroded 3 px", "true, dilated 3 px", "true, dilated 6 px", "pseudo labels",
+                    "empty"]
+    empty = result.stdout.splitlines()[-1].split("|")
+    assert float(empty[2]) == 0.0 and float(empty[3]) >= 0
+
+
 def test_unpaired_masks_and_the_ablations_train(tmp_path):
     folder = _write_heads(tmp_path / "heads", 6)
     assert _train(folder, tmp_path / "unpaired.pt", "--split", "000-002", "--unpaired-split", "003-005",
