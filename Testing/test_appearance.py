@@ -44,6 +44,24 @@ def test_edges_follow_intensity_not_the_coarse_score():
     assert np.all(refined[0][outside_gate] == 0)
 
 
+def test_a_network_prediction_that_spills_past_the_lesion_is_redrawn_on_its_edge():
+    """refine_prediction: the prediction step of both image-label methods (imagelabel, cycle)."""
+    from weakseg.methods.imagelabel_pipeline import refine_prediction
+
+    image, disc, _ = _volume()
+    rows, cols = np.mgrid[:48, :48]
+    distance = np.hypot(rows - 24, cols - 24)
+    # sure at the centre, still > 0.5 out to 1.6 x the disc's radius: a network that grew the lesion
+    network = np.broadcast_to(np.clip(1.25 - distance / 21.0, 0.0, 1.0), disc.shape)[None]
+    probabilities = np.concatenate([1.0 - network, network]).astype(np.float32)
+    sharpened = refine_prediction(image, probabilities, (1.0, 1.0, 1.0), AppearanceParams(), crf=False)
+    assert _dice(probabilities.argmax(axis=0) == 1, disc) < 0.6
+    assert _dice(sharpened.argmax(axis=0) == 1, disc) > 0.95
+    np.testing.assert_allclose(sharpened.sum(axis=0), 1.0, atol=1e-5)
+    unchanged = refine_prediction(image, probabilities, (1.0, 1.0, 1.0), None, crf=False)
+    np.testing.assert_array_equal(unchanged, probabilities)
+
+
 def test_slices_not_allowed_to_show_the_class_get_nothing():
     image, _, score = _volume()
     allowed = np.array([[True, False, True]])

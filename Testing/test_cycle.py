@@ -17,7 +17,9 @@ from weakseg.errors import CancelledError, WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.methods.cycle import CycleSettings
 from weakseg.methods.cycle_game import classifier_input
+from weakseg.methods.appearance import AppearanceParams
 from weakseg.methods.cycle_model import load_model, segment_array, translation_masks
+from weakseg.methods.imagelabel_pipeline import refine_prediction
 from weakseg.methods.cycle_training import train_cycle_model
 from weakseg.methods.imagelabel_pipeline import LabelledVolume, prepare_slices
 from weakseg.metrics import dice_per_class
@@ -90,6 +92,10 @@ def test_volumes_train_save_load_and_the_translation_finds_the_lesion(tmp_path):
     blob_before, blob_after = normalise_intensity(image)[0][truth > 0].mean(), healthy[0][truth > 0].mean()
     assert blob_after < 0.5 * blob_before  # the healthy translation darkens the blob towards the background
     assert not masks[~lesion].any()
+    # prediction = the network, then the appearance step and the CRF that imagelabel applies to its network
+    _, alone = segment_array(model, image, appearance=False, crf=False)
+    np.testing.assert_allclose(probabilities, refine_prediction(image, alone, (1.0, 1.0, 1.0), AppearanceParams(),
+                                                                crf=True), atol=1e-6)
 
 
 def test_rgb_pictures_train_and_predict():

@@ -257,7 +257,7 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--steps", type=int,
                             help="training steps of the classifier and of each round, or of cycle's segmentation "
                                  "network (default: the method's own)")
-    imagelabel.add_argument("--gan-steps", type=int, help="rows cycle, cycle-net: steps of the translation game "
+    imagelabel.add_argument("--gan-steps", type=int, help="rows cycle, cycle-net, cycle-net-alone: steps of the translation game "
                                                           "(default: the method's own)")
     imagelabel.add_argument("--image-size", type=int, help="slices are resized to this square size (default 128)")
     imagelabel.add_argument("--class-balance", choices=("dataset", "image"),

@@ -16,7 +16,9 @@ Methods:
     cycle       method ``cycle``'s masks read from its lesion -> healthy translation (CAM-guided
                 CycleGAN, fused with the CAM, Otsu, CRF), before its segmentation network;
                 the overlays add the translated healthy image
-    cycle-net   method ``cycle``'s segmentation network (one flip-averaged pass)
+    cycle-net   method ``cycle``'s prediction: its segmentation network (one flip-averaged pass),
+                the edges redrawn by the image's appearance model, then the CRF (as ``full``)
+    cycle-net-alone  the same network without the appearance step and the CRF (an ablation)
 
 The rows ``full`` and ``network+crf`` are the ``imagelabel`` method and an ablation of it, the
 ``cycle`` rows the ``cycle`` method. ``cam`` and ``cam+crf`` use the classifier of the
@@ -59,10 +61,10 @@ from weakseg.methods.appearance import foreground_region
 from weakseg.metrics import dice_per_class
 from weakseg.progress import SILENT, Progress
 
-IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "network+crf", "full", "cycle", "cycle-net")
+IMAGELABEL_METHODS = ("intensity", "cam", "cam+crf", "network+crf", "full", "cycle", "cycle-net", "cycle-net-alone")
 DEFAULT_ROWS = IMAGELABEL_METHODS[:5]  # the cycle rows train a second model: asked for by name
 PIPELINE_ROWS = ("network+crf", "full")
-CYCLE_ROWS = ("cycle", "cycle-net")
+CYCLE_ROWS = ("cycle", "cycle-net", "cycle-net-alone")
 CLASS_NAMES = [BACKGROUND, "lesion"]
 INTENSITY_K_GRID = np.round(np.arange(0.0, 3.01, 0.1), 2)
 
@@ -309,10 +311,11 @@ def _predict(method: str, case: BenchCase, model, rule: tuple[float, int, float]
 
         labels, healthy = translation_masks(model, case.array)
         return labels, (healthy,)
-    if method == "cycle-net":
+    if method in ("cycle-net", "cycle-net-alone"):
         from weakseg.methods.cycle_model import segment_array
 
-        return segment_array(model, case.array)[0], ()
+        alone = False if method == "cycle-net-alone" else None
+        return segment_array(model, case.array, case.spacing_zyx, appearance=alone, crf=alone)[0], ()
     return _predict_imagelabel(method, case, model, rule), ()
 
 

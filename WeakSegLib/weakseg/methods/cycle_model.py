@@ -1,7 +1,10 @@
 """A trained ``cycle`` model: loading it, predicting with its segmenter, and its translation masks.
 
 Prediction is one pass of the segmentation network per slice (flip-averaged softmax on the
-training grid, resized back to the image). :func:`translation_masks` gives what the
+training grid, resized back to the image), whose edges are then redrawn by the image's own
+appearance model and the dense CRF, as ``imagelabel`` predicts
+(:func:`~weakseg.methods.imagelabel_pipeline.refine_prediction`; the settings ``appearance``
+and ``crf``). :func:`translation_masks` gives what the
 segmenter learnt from, on any image: the masks read from the lesion -> healthy translation
 (``weakseg bench imagelabel`` row ``cycle``) and the translated healthy image itself.
 """
@@ -21,7 +24,7 @@ from weakseg.inference import check_channels, flip_averaged_softmax, to_image_gr
 from weakseg.io import LoadedImage
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import MODEL_KIND, CycleSettings
-from weakseg.methods.imagelabel_pipeline import prepare_slices
+from weakseg.methods.imagelabel_pipeline import prepare_slices, refine_prediction
 from weakseg.models import UNet2D
 from weakseg.models.cycle_nets import GuidedGenerator
 from weakseg.progress import SILENT, Progress
@@ -54,11 +57,21 @@ def image_slices(model: CycleModel, array: np.ndarray) -> tuple[torch.Tensor, to
     return slices, classifier_input(slices, model.config.mirror_excess)
 
 
-def segment_array(model: CycleModel, array: np.ndarray, post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(Z, Y, X)`` uint8 and probabilities ``(2, Z, Y, X)`` of a ``(C, Z, Y, X)`` image by the segmenter."""
+def segment_array(model: CycleModel, array: np.ndarray, spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  post_processing: bool = True, appearance: bool | None = None,
+                  crf: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(Z, Y, X)`` uint8 and probabilities ``(2, Z, Y, X)`` of a ``(C, Z, Y, X)`` image by the segmenter.
+
+    ``appearance`` and ``crf`` override the model's settings (None keeps them; both False: the
+    network alone); ``post_processing=False`` drops the flip averaging.
+    """
+    from weakseg.methods.appearance import AppearanceParams
+
     slices, _ = image_slices(model, array)
     softmax = flip_averaged_softmax(model.segmenter, slices, model.device, post_processing=post_processing)
-    probabilities = to_image_grid(softmax, array.shape[-2:], 1e-6)
+    sharpen = model.config.appearance if appearance is None else appearance
+    probabilities = refine_prediction(array, to_image_grid(softmax, array.shape[-2:], 1e-6), spacing_zyx,
+                                      AppearanceParams() if sharpen else None, model.config.crf if crf is None else crf)
     return probabilities.argmax(axis=0).astype(np.uint8), probabilities
 
 
@@ -114,6 +127,6 @@ def predict_image(model: CycleModel, image: LoadedImage, progress: Progress = SI
                   post_processing: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Segment a :class:`~weakseg.io.LoadedImage` with the segmentation network (the ``predict`` of the method spec)."""
     progress.report(0.0, "segmenting")
-    labels, probabilities = segment_array(model, image.array, post_processing)
+    labels, probabilities = segment_array(model, image.array, image.spacing_zyx, post_processing)
     progress.report(1.0, "segmented")
     return labels, probabilities

@@ -55,7 +55,7 @@ from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint,
 from weakseg.errors import WeakSegInputError
 from weakseg.io import LoadedImage, check_same_channels, read_image
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
-from weakseg.methods.appearance import foreground_region, refine_with_appearance
+from weakseg.methods.appearance import AppearanceParams, foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.imagelabel import MODEL_KIND as METHOD_NAME
 from weakseg.methods.imagelabel import ImageLabelConfig
@@ -363,26 +363,38 @@ def segment_volume(
     normalised = normalise_intensity(array)
     probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess),
                                    post_processing)
-    probabilities = _to_image_grid(probabilities, array.shape[-2:])
-    if model.config.appearance if appearance is None else appearance:
-        probabilities = _appearance_refined(model, normalised, probabilities)
-    if model.config.crf if crf is None else crf:
-        probabilities = refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
+    sharpen = model.config.appearance if appearance is None else appearance
+    probabilities = refine_prediction(array, _to_image_grid(probabilities, array.shape[-2:]), spacing_zyx,
+                                      model.config.appearance_params(from_network=True) if sharpen else None,
+                                      model.config.crf if crf is None else crf)
     return probabilities.argmax(axis=0).astype(np.uint8), probabilities
 
 
-def _appearance_refined(model: ImageLabelModel, intensities: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Step 4 of the module docstring: ``(K, Z, Y, X)`` probabilities with each class's edges redrawn by the
-    appearance model of the image's normalised ``intensities`` ``(C, Z, Y, X)``, on the slices where the
-    network predicts that class."""
-    winner = probabilities.argmax(axis=0)
-    allowed = np.stack([(winner == code).reshape(winner.shape[0], -1).any(axis=1)
-                        for code in range(1, probabilities.shape[0])])
-    scores = refine_with_appearance(intensities, probabilities[1:], allowed, foreground_region(intensities),
-                                    model.config.appearance_params(from_network=True), follow_slices=True)
-    background = np.prod(1.0 - scores, axis=0, keepdims=True)
-    combined = np.concatenate([background, scores])
-    return (combined / np.maximum(combined.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
+def refine_prediction(array: np.ndarray, probabilities: np.ndarray, spacing_zyx: tuple[float, float, float],
+                      appearance: AppearanceParams | None, crf: bool) -> np.ndarray:
+    """A network's ``(K, Z, Y, X)`` probabilities of the ``(C, Z, Y, X)`` image ``array``, with each class's edges
+    redrawn by the image's own appearance model (step 4 of the module docstring; skipped when ``appearance``
+    is None) and then refined by the slice-wise dense CRF (when ``crf``).
+
+    A network trained on the pseudo masks of two or three volumes finds lesions but grows them
+    beyond their edges (:mod:`weakseg.methods.appearance`); within one image, intensity draws
+    those edges better. Both image-label methods (``imagelabel``, ``cycle``) predict this way.
+    The appearance model is seeded by the network's surest pixels, on the slices where the
+    network predicts the class.
+    """
+    if appearance is not None:
+        intensities = normalise_intensity(array)
+        winner = probabilities.argmax(axis=0)
+        allowed = np.stack([(winner == code).reshape(winner.shape[0], -1).any(axis=1)
+                            for code in range(1, probabilities.shape[0])])
+        scores = refine_with_appearance(intensities, probabilities[1:], allowed, foreground_region(intensities),
+                                        appearance, follow_slices=True)
+        background = np.prod(1.0 - scores, axis=0, keepdims=True)
+        combined = np.concatenate([background, scores])
+        probabilities = (combined / np.maximum(combined.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
+    if crf:
+        probabilities = refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
+    return probabilities
 
 
 def _crf_params():
