@@ -46,7 +46,7 @@ def test_edges_follow_intensity_not_the_coarse_score():
 
 def test_a_network_prediction_that_spills_past_the_lesion_is_redrawn_on_its_edge():
     """refine_prediction: the prediction step of both image-label methods (imagelabel, cycle)."""
-    from weakseg.methods.imagelabel_pipeline import refine_prediction
+    from weakseg.methods.prediction_refinement import refine_prediction
 
     image, disc, _ = _volume()
     rows, cols = np.mgrid[:48, :48]

@@ -19,7 +19,7 @@ from weakseg.methods.cycle import CycleSettings
 from weakseg.methods.cycle_game import classifier_input
 from weakseg.methods.appearance import AppearanceParams
 from weakseg.methods.cycle_model import load_model, segment_array, translation_masks
-from weakseg.methods.imagelabel_pipeline import refine_prediction
+from weakseg.methods.prediction_refinement import refine_prediction
 from weakseg.methods.cycle_training import train_cycle_model
 from weakseg.methods.imagelabel_pipeline import LabelledVolume, prepare_slices
 from weakseg.metrics import dice_per_class
@@ -96,6 +96,19 @@ def test_volumes_train_save_load_and_the_translation_finds_the_lesion(tmp_path):
     _, alone = segment_array(model, image, appearance=False, crf=False)
     np.testing.assert_allclose(probabilities, refine_prediction(image, alone, (1.0, 1.0, 1.0), AppearanceParams(),
                                                                 crf=True), atol=1e-6)
+
+
+def test_without_cam_guidance_the_generators_may_change_everything_and_the_translation_still_finds_the_lesion(
+        tmp_path):
+    path = tmp_path / "unguided.pt"
+    train_cycle_model(_volumes(), CLASSES, CycleSettings(**TINY, no_cam_guide=True), out_path=path)
+    payload = torch.load(path, weights_only=True)
+    assert payload["metadata"]["config"]["no_cam_guide"] is True
+    assert torch.all(payload["extra"]["cams"] == 1)  # the guide maps the game was played with: everywhere
+    model = load_model(str(path))
+    image, truth = _blob_volume(7)
+    masks, _ = translation_masks(model, image)
+    assert _dice(masks, truth) > 0.7
 
 
 def test_rgb_pictures_train_and_predict():

@@ -260,6 +260,9 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--gan-steps", type=int, help="rows cycle, cycle-net, cycle-net-alone: steps of the translation game "
                                                           "(default: the method's own)")
     imagelabel.add_argument("--image-size", type=int, help="slices are resized to this square size (default 128)")
+    imagelabel.add_argument("--no-cam-guide", action="store_true",
+                            help="rows cycle, cycle-net, cycle-net-alone: train the cycle model without the CAM's "
+                                 "guidance (see weakseg train --method cycle --help)")
     imagelabel.add_argument("--class-balance", choices=("dataset", "image"),
                             help="pseudo-label cut-off per class: over all slices (dataset) or per slice (image); "
                                  "default: the method's own")

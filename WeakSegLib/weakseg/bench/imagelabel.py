@@ -101,6 +101,7 @@ class ImageLabelBenchOptions:
     device: str = "auto"
     seed: int = 0
     seeds: tuple[int, ...] = ()  # several: one run per seed (``out/seed-N``) and the spread over them
+    cam_guide: bool = True  # the cycle rows: False trains the cycle model with --no-cam-guide
 
 
 @dataclass
@@ -292,7 +293,7 @@ def _train_cycle_model(train: list[BenchCase], layout: str, options: ImageLabelB
     from weakseg.methods.cycle_training import train_cycle_model
     from weakseg.methods.imagelabel_pipeline import LabelledVolume
 
-    settings = CycleSettings(seed=options.seed, mirror_excess=layout == "brats")
+    settings = CycleSettings(seed=options.seed, mirror_excess=layout == "brats", no_cam_guide=not options.cam_guide)
     if options.steps is not None:
         settings.classifier_steps = settings.segmenter_steps = options.steps
     if options.gan_steps is not None:

@@ -53,10 +53,15 @@ class CycleSettings(StoredSettings):
         change_weight: L1 of the change a lesion->healthy translation makes (WeakSeg's own: the
             smallest change that makes the image healthy).
         cam_fusion: weight of the CAM in the fused score ``(1 - w) * difference + w * cam``.
+        no_cam_guide: the generators are not guided by the CAM and it is not fused into the mask
+            (``--no-cam-guide``): they may change a lesion image anywhere and the mask is what
+            changed alone; the classifier still picks the lesion slices and judges the
+            translations. For training sets on which the CAM misses the lesions (the 12-image
+            medimgseg samples).
         crf: refine the pseudo masks, and the network's predictions, with the dense CRF.
         appearance: at prediction, redraw the network's lesion edges with the image's own
             appearance model seeded by the network's surest pixels, as ``imagelabel`` does
-            (:func:`~weakseg.methods.imagelabel_pipeline.refine_prediction`). The network, trained
+            (:mod:`weakseg.methods.prediction_refinement`). The network, trained
             on the masks of two BraTS patients, grows each lesion into a round blob around it
             (on the test patients 1.2-1.7 times the true volume, seeds 0-1); within one image the
             lesion's intensity draws its edge.
@@ -90,6 +95,9 @@ class CycleSettings(StoredSettings):
                                   "must call translated lesion images healthy and vice versa)", 0.0, 1000.0)
     change_weight: float = 1.0
     cam_fusion: float = 0.5
+    no_cam_guide: bool = setting(False, "--no-cam-guide", "cycle: translate without the CAM's guidance (the generators "
+                              "may change the whole image; the mask is what changed), for when the CAM misses the "
+                              "lesions")
     crf: bool = True
     appearance: bool = True
     segmenter_channels: tuple[int, ...] = setting(None, "--channels", "segmentation U-Net widths per level, finest first", 1, 4096, default_factory=lambda: (8, 16, 32, 64, 128))

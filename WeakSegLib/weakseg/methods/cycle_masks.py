@@ -48,6 +48,16 @@ def translate(generator: GuidedGenerator, images: torch.Tensor, guides: torch.Te
                       for start in range(0, len(images), batch_size)])
 
 
+def guide_maps(cams: torch.Tensor, cam_guide: bool) -> torch.Tensor:
+    """Where the generators may change each slice: its CAM, or everywhere (all ones) without CAM guidance."""
+    return cams if cam_guide else torch.ones_like(cams)
+
+
+def mask_fusion(cam_fusion: float, cam_guide: bool) -> float:
+    """The CAM's weight in the fused score: none without CAM guidance (the mask is what changed)."""
+    return cam_fusion if cam_guide else 0.0
+
+
 def fused_scores(images: torch.Tensor, translated: torch.Tensor, cams: torch.Tensor, cam_fusion: float) -> np.ndarray:
     """Steps 2-3 of the module docstring: ``(N, S, S)`` scores in 0..1."""
     difference = (images - translated).abs().mean(dim=1)

@@ -3,7 +3,7 @@
 Prediction is one pass of the segmentation network per slice (flip-averaged softmax on the
 training grid, resized back to the image), whose edges are then redrawn by the image's own
 appearance model and the dense CRF, as ``imagelabel`` predicts
-(:func:`~weakseg.methods.imagelabel_pipeline.refine_prediction`; the settings ``appearance``
+(:mod:`weakseg.methods.prediction_refinement`; the settings ``appearance``
 and ``crf``). :func:`translation_masks` gives what the
 segmenter learnt from, on any image: the masks read from the lesion -> healthy translation
 (``weakseg bench imagelabel`` row ``cycle``) and the translated healthy image itself.
@@ -24,7 +24,8 @@ from weakseg.inference import check_channels, flip_averaged_softmax, to_image_gr
 from weakseg.io import LoadedImage
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import MODEL_KIND, CycleSettings
-from weakseg.methods.imagelabel_pipeline import prepare_slices, refine_prediction
+from weakseg.methods.imagelabel_pipeline import prepare_slices
+from weakseg.methods.prediction_refinement import refine_prediction
 from weakseg.models import UNet2D
 from weakseg.models.cycle_nets import GuidedGenerator
 from weakseg.progress import SILENT, Progress
@@ -82,14 +83,16 @@ def translation_masks(model: CycleModel, array: np.ndarray) -> tuple[np.ndarray,
     the others are left as they are. Returns uint8 labels ``(Z, Y, X)`` and the healthy translation
     ``(C, Z, Y, X)`` in normalised intensities, both on the image grid.
     """
-    from weakseg.methods.cycle_masks import fused_scores, lesion_probabilities, slice_cams, translate
+    from weakseg.methods.cycle_masks import (fused_scores, guide_maps, lesion_probabilities, mask_fusion, slice_cams,
+                                             translate)
 
     slices, classifier_slices = image_slices(model, array)
     probability, cams = slice_cams(model.classifier, classifier_slices, model.config.cam_scales)
     lesion = probability.numpy() >= 0.5
-    guides = cams * torch.from_numpy(lesion).float()[:, None, None, None]
+    cam_guide = not model.config.no_cam_guide
+    guides = guide_maps(cams, cam_guide) * torch.from_numpy(lesion).float()[:, None, None, None]
     translated = translate(model.to_healthy, slices, guides, model.device)
-    scores = fused_scores(slices, translated, guides, model.config.cam_fusion)
+    scores = fused_scores(slices, translated, guides, mask_fusion(model.config.cam_fusion, cam_guide))
     foreground = torch.from_numpy(lesion_probabilities(slices, scores, lesion, model.config.crf))[:, None]
     probabilities = to_image_grid(torch.cat([1 - foreground, foreground], dim=1), array.shape[-2:], 1e-6)
     healthy = resize_images(translated, tuple(array.shape[-2:])).permute(1, 0, 2, 3).numpy()

@@ -23,7 +23,8 @@ from weakseg.losses import partial_cross_entropy
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import MODEL_KIND, CycleSettings
 from weakseg.methods.cycle_game import TranslationGame, TranslationNetworks
-from weakseg.methods.cycle_masks import fused_scores, lesion_probabilities, pseudo_labels, slice_cams, translate
+from weakseg.methods.cycle_masks import (fused_scores, guide_maps, lesion_probabilities, mask_fusion, pseudo_labels,
+                                         slice_cams, translate)
 from weakseg.methods.cycle_model import CycleModel
 from weakseg.methods.imagelabel_pipeline import (LabelledVolume, _balanced_batch, _labelled_slices, _train_classifier,
                                                  read_labelled_volumes)
@@ -103,7 +104,8 @@ class _Run:
         if self.state["stage"] == "classifier":
             _train_classifier(self.model, self.slices, self.presence, progress.part(*SHARES["classifier"]))
             self.model.classifier.eval()
-            self.extra["cams"] = slice_cams(self.model.classifier, self.slices, settings.cam_scales)[1].half()
+            self.extra["cams"] = guide_maps(slice_cams(self.model.classifier, self.slices, settings.cam_scales)[1],
+                                            not settings.no_cam_guide).half()
             self.make_game()
             self.enter("gan")
         if self.state["stage"] == "gan":
@@ -123,9 +125,10 @@ class _Run:
 
     def _pseudo_labels(self) -> torch.Tensor:
         """Labels ``(N, S, S)`` of every training slice: masks of the lesion slices, background elsewhere."""
-        cams = self.extra["cams"].float()
-        translated = translate(self.translation.to_healthy, self.images, cams, self.device)
-        scores = fused_scores(self.images, translated, cams, self.settings.cam_fusion)
+        guides = self.extra["cams"].float()
+        translated = translate(self.translation.to_healthy, self.images, guides, self.device)
+        fusion = mask_fusion(self.settings.cam_fusion, not self.settings.no_cam_guide)
+        scores = fused_scores(self.images, translated, guides, fusion)
         probability = lesion_probabilities(self.images, scores, self.presence[:, 0].numpy() > 0, self.settings.crf)
         return pseudo_labels(probability)
 

@@ -11,7 +11,8 @@ import torch
 
 from weakseg.crf import refine_with_crf
 from weakseg.methods.cam import class_activation_maps
-from weakseg.methods.imagelabel_pipeline import ImageLabelModel, _check_channels, _crf_params, _to_image_grid, prepare_slices
+from weakseg.methods.imagelabel_pipeline import ImageLabelModel, _check_channels, _to_image_grid, prepare_slices
+from weakseg.methods.prediction_refinement import crf_params
 
 
 def cam_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
@@ -41,4 +42,4 @@ def slice_classifier_probabilities(model: ImageLabelModel, array: np.ndarray) ->
 def refine_probabilities(array: np.ndarray, probabilities: np.ndarray,
                          spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """Slice-wise dense CRF of ``(K, Z, Y, X)`` probabilities on the image, with this method's parameters."""
-    return refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
+    return refine_with_crf(array, probabilities, spacing_zyx, crf_params())

@@ -48,17 +48,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weakseg.crf import refine_with_crf
 from weakseg.data import augment, normalise_intensity, resize_images, volume_to_slices
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import LoadedImage, check_same_channels, read_image
 from weakseg.losses import balanced_class_weights, partial_cross_entropy
-from weakseg.methods.appearance import AppearanceParams, foreground_region, refine_with_appearance
+from weakseg.methods.appearance import foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.imagelabel import MODEL_KIND as METHOD_NAME
 from weakseg.methods.imagelabel import ImageLabelConfig
+from weakseg.methods.prediction_refinement import refine_prediction
 from weakseg.methods.pseudo_labels import dataset_cutoffs, make_pseudo_labels
 from weakseg.methods.spec import TrainingRequest
 from weakseg.models import UNet2D
@@ -368,39 +368,6 @@ def segment_volume(
                                       model.config.appearance_params(from_network=True) if sharpen else None,
                                       model.config.crf if crf is None else crf)
     return probabilities.argmax(axis=0).astype(np.uint8), probabilities
-
-
-def refine_prediction(array: np.ndarray, probabilities: np.ndarray, spacing_zyx: tuple[float, float, float],
-                      appearance: AppearanceParams | None, crf: bool) -> np.ndarray:
-    """A network's ``(K, Z, Y, X)`` probabilities of the ``(C, Z, Y, X)`` image ``array``, with each class's edges
-    redrawn by the image's own appearance model (step 4 of the module docstring; skipped when ``appearance``
-    is None) and then refined by the slice-wise dense CRF (when ``crf``).
-
-    A network trained on the pseudo masks of two or three volumes finds lesions but grows them
-    beyond their edges (:mod:`weakseg.methods.appearance`); within one image, intensity draws
-    those edges better. Both image-label methods (``imagelabel``, ``cycle``) predict this way.
-    The appearance model is seeded by the network's surest pixels, on the slices where the
-    network predicts the class.
-    """
-    if appearance is not None:
-        intensities = normalise_intensity(array)
-        winner = probabilities.argmax(axis=0)
-        allowed = np.stack([(winner == code).reshape(winner.shape[0], -1).any(axis=1)
-                            for code in range(1, probabilities.shape[0])])
-        scores = refine_with_appearance(intensities, probabilities[1:], allowed, foreground_region(intensities),
-                                        appearance, follow_slices=True)
-        background = np.prod(1.0 - scores, axis=0, keepdims=True)
-        combined = np.concatenate([background, scores])
-        probabilities = (combined / np.maximum(combined.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
-    if crf:
-        probabilities = refine_with_crf(array, probabilities, spacing_zyx, _crf_params())
-    return probabilities
-
-
-def _crf_params():
-    from weakseg.crf import CrfParams
-
-    return CrfParams(mode="2d")
 
 
 def _to_image_grid(probabilities: torch.Tensor, size_yx: tuple[int, int]) -> np.ndarray:
