@@ -56,8 +56,9 @@ class CycleSettings(StoredSettings):
         no_cam_guide: the generators are not guided by the CAM and it is not fused into the mask
             (``--no-cam-guide``): they may change a lesion image anywhere and the mask is what
             changed alone; the classifier still picks the lesion slices and judges the
-            translations. For training sets on which the CAM misses the lesions (the 12-image
-            medimgseg samples).
+            translations. Meant for training sets on which the CAM misses the lesions; on the
+            12-image medimgseg samples it works on some seeds and fails on others
+            (docs/benchmarks.md).
         crf: refine the pseudo masks, and the network's predictions, with the dense CRF.
         appearance: at prediction, redraw the network's lesion edges with the image's own
             appearance model seeded by the network's surest pixels, as ``imagelabel`` does
