@@ -22,6 +22,7 @@ from weakseg.engine import load_model_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.io import LoadedImage
+from weakseg.methods.appearance import AppearanceParams
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import MODEL_KIND, CycleSettings
 from weakseg.methods.imagelabel_pipeline import prepare_slices
@@ -66,8 +67,6 @@ def segment_array(model: CycleModel, array: np.ndarray, spacing_zyx: tuple[float
     ``appearance`` and ``crf`` override the model's settings (None keeps them; both False: the
     network alone); ``post_processing=False`` drops the flip averaging.
     """
-    from weakseg.methods.appearance import AppearanceParams
-
     slices, _ = image_slices(model, array)
     softmax = flip_averaged_softmax(model.segmenter, slices, model.device, post_processing=post_processing)
     sharpen = model.config.appearance if appearance is None else appearance

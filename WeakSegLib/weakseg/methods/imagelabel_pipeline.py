@@ -366,7 +366,7 @@ def segment_volume(
     sharpen = model.config.appearance if appearance is None else appearance
     probabilities = refine_prediction(array, _to_image_grid(probabilities, array.shape[-2:]), spacing_zyx,
                                       model.config.appearance_params(from_network=True) if sharpen else None,
-                                      model.config.crf if crf is None else crf)
+                                      model.config.crf if crf is None else crf, normalised)
     return probabilities.argmax(axis=0).astype(np.uint8), probabilities
 
 

@@ -22,12 +22,19 @@ def crf_params() -> CrfParams:
 
 
 def refine_prediction(array: np.ndarray, probabilities: np.ndarray, spacing_zyx: tuple[float, float, float],
-                      appearance: AppearanceParams | None, crf: bool) -> np.ndarray:
+                      appearance: AppearanceParams | None, crf: bool,
+                      intensities: np.ndarray | None = None) -> np.ndarray:
     """A network's ``(K, Z, Y, X)`` probabilities of the ``(C, Z, Y, X)`` image ``array``, each foreground
     class's edges redrawn by the image's appearance model (skipped when ``appearance`` is None), then
-    refined by the CRF (when ``crf``); float32, summing to 1 over classes."""
+    refined by the CRF (when ``crf``); float32, summing to 1 over classes.
+
+    Args:
+        intensities: ``normalise_intensity(array)`` when the caller has computed it already, so
+            it is not computed twice.
+    """
     if appearance is not None:
-        intensities = normalise_intensity(array)
+        if intensities is None:
+            intensities = normalise_intensity(array)
         winner = probabilities.argmax(axis=0)
         allowed = np.stack([(winner == code).reshape(winner.shape[0], -1).any(axis=1)
                             for code in range(1, probabilities.shape[0])])
