@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from weakseg.contract import UNLABELLED
-from weakseg.crf import CrfParams, refine_with_crf
+from weakseg.crf import refine_with_crf
 from weakseg.methods.cam import CamClassifier, class_activation_maps
+from weakseg.methods.prediction_refinement import crf_params
 from weakseg.models.cycle_nets import GuidedGenerator
 
 UNSURE_BAND = (0.3, 0.7)
@@ -92,8 +93,7 @@ def lesion_probabilities(images: torch.Tensor, scores: np.ndarray, lesion_slices
     if crf and chosen.size:
         image = images[chosen].permute(1, 0, 2, 3).numpy()
         foreground = probability[chosen][None]
-        refined = refine_with_crf(image, np.concatenate([1 - foreground, foreground]), (1.0, 1.0, 1.0),
-                                  CrfParams(mode="2d"))
+        refined = refine_with_crf(image, np.concatenate([1 - foreground, foreground]), (1.0, 1.0, 1.0), crf_params())
         probability[chosen] = refined[1]
     return probability
 

@@ -17,7 +17,8 @@ from weakseg.methods.appearance import AppearanceParams, foreground_region, refi
 
 
 def crf_params() -> CrfParams:
-    """The CRF of the image-label methods' predictions and of their CAM baselines: slice by slice."""
+    """The CRF of the image-label methods (their predictions, their CAM baselines, ``cycle``'s pseudo masks):
+    slice by slice."""
     return CrfParams(mode="2d")
 
 
