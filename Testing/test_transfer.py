@@ -255,9 +255,10 @@ def test_command_line_trains_and_predicts_and_refuses_missing_inputs(domains):
                                          str(domains["source"]), "--out", str(out)], capture_output=True, text=True)
     assert wrong.returncode == 2 and "transfer" in wrong.stderr
     done = subprocess.run(base + ["--source", str(domains["source"]), "--image-labels", str(domains["csv"]),
-                                  "--ignore-scribbles"], capture_output=True, text=True)
+                                  "--ignore-scribbles", "--max-scale", "0.2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert torch.load(out, weights_only=True)["metadata"]["target_scribbles"] is False
+    metadata = torch.load(out, weights_only=True)["metadata"]
+    assert metadata["target_scribbles"] is False and metadata["config"]["max_scale"] == 0.2
     predicted = subprocess.run(env_python + ["predict", str(out), str(domains["target"] / "tgt1_image.nii.gz"),
                                              "--out", str(domains["tmp"] / "pred"), "--format", ".nii.gz",
                                              "--progress", "none"], capture_output=True, text=True)
@@ -287,3 +288,20 @@ def test_bench_trains_rows_derives_image_labels_from_scribbles_and_scores_dice_a
     assert (out / "overlay_tgt1_transfer_scribbles.png").exists()
     assert (out / "overlay_tgt1_transfer_scribbles-raw.png").exists()
     assert torch.load(out / "source-only.pt", weights_only=True)["metadata"]["config"]["centroid_weight"] == 0.0
+
+
+def test_seed_script_trains_each_run_with_the_settings_it_is_given(domains):
+    arrays = build_arrays(str(domains["source"]), None, str(domains["target"]), str(domains["csv"]), CLASSES, 32)
+    save_arrays(domains["tmp"] / "arrays.npz", arrays, CLASSES)
+    script = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "transfer_seeds.py"
+    out = domains["tmp"] / "seeds"
+    result = subprocess.run([sys.executable, str(script), str(domains["tmp"] / "arrays.npz"), str(out), "1:4",
+                             "--steps", "2", "--ignore-scribbles", "--set", "image_size=32", "--set", "channels=4,8,16",
+                             "--set", "batch_size=2", "--set", "max_scale=0.2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    metadata = torch.load(out / "w4-s1.pt", weights_only=True)["metadata"]
+    assert metadata["config"]["max_scale"] == 0.2 and metadata["config"]["seed"] == 1
+    assert metadata["config"]["critic_width"] == 4 and metadata["target_scribbles"] is False
+    refused = subprocess.run([sys.executable, str(script), "a.npz", str(out), "0:4", "--set", "no_such=1"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "no_such" in refused.stderr
