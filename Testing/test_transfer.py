@@ -302,6 +302,7 @@ def test_seed_script_trains_each_run_with_the_settings_it_is_given(domains):
     metadata = torch.load(out / "w4-s1.pt", weights_only=True)["metadata"]
     assert metadata["config"]["max_scale"] == 0.2 and metadata["config"]["seed"] == 1
     assert metadata["config"]["critic_width"] == 4 and metadata["target_scribbles"] is False
+    assert metadata["config"]["ignore_scribbles"] is True  # recorded as weakseg train --ignore-scribbles records it
     refused = subprocess.run([sys.executable, str(script), "a.npz", str(out), "0:4", "--set", "no_such=1"],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "no_such" in refused.stderr

@@ -27,11 +27,11 @@ from weakseg.methods.transfer_training import load_arrays, train_transfer_arrays
 
 
 def train_one(arrays_path: str, out_folder: str, seed: int, critic_width: int, steps: int | None,
-              changes: dict[str, object], with_scribbles: bool) -> str:
+              changes: dict[str, object]) -> str:
     """Train one model; returns a line with its settings and wall seconds."""
     torch.set_num_threads(1)
-    arrays, class_names = load_arrays(arrays_path, with_scribbles=with_scribbles)
     config = TransferConfig(seed=seed, critic_width=critic_width, **changes)
+    arrays, class_names = load_arrays(arrays_path, with_scribbles=not config.ignore_scribbles)
     if steps is not None:
         config.steps = steps
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -73,13 +73,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the default step count (a quick check)")
     parser.add_argument("--set", dest="changes", action="append", type=parse_change, default=[], metavar="NAME=VALUE",
                         help="another TransferConfig setting for every run; repeat")
-    parser.add_argument("--ignore-scribbles", action="store_true", help="train without the target's scribbles")
+    parser.add_argument("--ignore-scribbles", action="store_true",
+                        help="train without the target's scribbles (the same as --set ignore_scribbles=true)")
     args = parser.parse_args()
+    changes = dict(args.changes)
+    if args.ignore_scribbles:
+        changes["ignore_scribbles"] = True
     Path(args.out).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     with context.Pool(len(args.runs)) as pool:
-        jobs = [pool.apply_async(train_one, (args.arrays, args.out, seed, width, args.steps, dict(args.changes),
-                                             not args.ignore_scribbles))
+        jobs = [pool.apply_async(train_one, (args.arrays, args.out, seed, width, args.steps, changes))
                 for seed, width in args.runs]
         for job in jobs:
             print(job.get(), flush=True)
