@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from weakseg.engine import save_checkpoint
+from weakseg.engine import load_checkpoint, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import (
     geometry_differences,
@@ -410,6 +411,15 @@ def test_seg_nrrd_loads_in_slicer_as_named_segments(tmp_path: Path):
         found[segmentation.GetSegment(segment_id).GetName()] = int(np.count_nonzero(voxels))
         assert labelmap.GetSpacing() == pytest.approx(SPACING)
     assert found == {"liver": 24, "kidney": 40}
+
+
+def test_model_file_records_the_versions_of_the_software_that_trained_it(tmp_path: Path):
+    save_checkpoint(tmp_path / "model.pt", torch.nn.Linear(2, 1), None, 1, {"kind": "test"})
+    software = load_checkpoint(tmp_path / "model.pt")["software"]
+    assert software["torch"] == torch.__version__
+    assert software["numpy"] == np.__version__
+    assert software["SimpleITK"] == sitk.Version.VersionString()
+    assert software["python"] == ".".join(map(str, sys.version_info[:3]))
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

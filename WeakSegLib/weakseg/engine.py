@@ -9,6 +9,8 @@ never run code on the machine that opens it.
 from __future__ import annotations
 
 import os
+import platform
+from importlib import metadata as package_metadata
 from typing import Callable
 
 import torch
@@ -18,6 +20,8 @@ from weakseg.atomic import write_atomically
 from weakseg.progress import SILENT, Progress
 
 CHECKPOINT_FORMAT = "weakseg-checkpoint-1"
+# Packages whose versions can change what a training learns (numerics, resampling, superpixels).
+RECORDED_PACKAGES = ("weakseg", "torch", "numpy", "scipy", "scikit-image", "SimpleITK")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -36,6 +40,22 @@ def poly_learning_rate(base: float, step: int, total_steps: int, exponent: float
     return base * (1.0 - step / max(total_steps, 1)) ** exponent
 
 
+def software_versions() -> dict[str, str]:
+    """Python's and the numerical packages' versions, as a model file records them.
+
+    The same seed on other versions of these packages can train another model; the record
+    tells, for a model file, which versions trained it. A package that is not installed
+    is left out.
+    """
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: torch.nn.Module,
@@ -52,7 +72,8 @@ def save_checkpoint(
     such as a discriminator) so that the file loads under ``weights_only=True``. The
     random state (torch's global CPU generator, which drives dropout, and ``generator``,
     the run's batch sampler) is stored too, so that :func:`restore_random_state` lets a
-    resumed run draw exactly what the uninterrupted run would have drawn.
+    resumed run draw exactly what the uninterrupted run would have drawn. The versions of
+    the software that wrote the file (:func:`software_versions`) are stored as ``software``.
     """
     random_state = {"torch": torch.get_rng_state()}
     if generator is not None:
@@ -65,6 +86,7 @@ def save_checkpoint(
         "metadata": metadata,
         "extra": extra,
         "random_state": random_state,
+        "software": software_versions(),
     }
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
