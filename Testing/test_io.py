@@ -17,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+import weakseg
 from weakseg.engine import load_checkpoint, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import (
@@ -416,7 +417,7 @@ def test_seg_nrrd_loads_in_slicer_as_named_segments(tmp_path: Path):
 def test_model_file_records_the_versions_of_the_software_that_trained_it(tmp_path: Path):
     save_checkpoint(tmp_path / "model.pt", torch.nn.Linear(2, 1), None, 1, {"kind": "test"})
     software = load_checkpoint(tmp_path / "model.pt")["software"]
-    assert software["torch"] == torch.__version__
+    assert software["weakseg"] == weakseg.__version__ and software["torch"] == torch.__version__
     assert software["numpy"] == np.__version__
     assert software["SimpleITK"] == sitk.Version.VersionString()
     assert software["python"] == ".".join(map(str, sys.version_info[:3]))

@@ -15,13 +15,14 @@ from typing import Callable
 
 import torch
 
+from weakseg import __version__
 from weakseg.errors import WeakSegInputError
 from weakseg.atomic import write_atomically
 from weakseg.progress import SILENT, Progress
 
 CHECKPOINT_FORMAT = "weakseg-checkpoint-1"
 # Packages whose versions can change what a training learns (numerics, resampling, superpixels).
-RECORDED_PACKAGES = ("weakseg", "torch", "numpy", "scipy", "scikit-image", "SimpleITK")
+RECORDED_PACKAGES = ("torch", "numpy", "scipy", "scikit-image", "SimpleITK")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -41,13 +42,14 @@ def poly_learning_rate(base: float, step: int, total_steps: int, exponent: float
 
 
 def software_versions() -> dict[str, str]:
-    """Python's and the numerical packages' versions, as a model file records them.
+    """Python's, WeakSeg's and the numerical packages' versions, as a model file records them.
 
     The same seed on other versions of these packages can train another model; the record
     tells, for a model file, which versions trained it. A package that is not installed
-    is left out.
+    is left out. WeakSeg's is that of the code running, which need not be an installed
+    distribution (Slicer puts the library on its path).
     """
-    versions = {"python": platform.python_version()}
+    versions = {"python": platform.python_version(), "weakseg": __version__}
     for name in RECORDED_PACKAGES:
         try:
             versions[name] = package_metadata.version(name)
