@@ -11,14 +11,15 @@ import SimpleITK as sitk
 import torch
 
 from weakseg.cli import main
-from weakseg.data import normalise_intensity
+from weakseg.data import (cohort_intensities, is_colour_picture, normalise_intensity, normalise_with,
+                          training_intensities)
 from weakseg.engine import load_checkpoint
 from weakseg.errors import CancelledError, WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.methods.cycle import CycleSettings
 from weakseg.methods.cycle_game import classifier_input
 from weakseg.methods.appearance import AppearanceParams
-from weakseg.methods.cycle_model import load_model, segment_array, translation_masks
+from weakseg.methods.cycle_model import image_slices, load_model, segment_array, translation_masks
 from weakseg.methods.prediction_refinement import refine_prediction
 from weakseg.methods.cycle_training import train_cycle_model
 from weakseg.methods.imagelabel_pipeline import LabelledVolume, prepare_slices
@@ -123,6 +124,52 @@ def test_rgb_pictures_train_and_predict():
     labels, probabilities = segment_array(model, image)
     assert labels.shape == (1, 32, 32) and probabilities.shape == (2, 1, 32, 32)
     assert translation_masks(model, image)[1].shape == (3, 1, 32, 32)
+
+
+def _skin_picture(seed: int, lesion: bool, size: int = 32) -> np.ndarray:
+    """An 8-bit-range RGB ``(3, 1, size, size)`` picture of light skin with faint texture, with or without a dark mole."""
+    rng = np.random.default_rng(seed)
+    picture = np.array([200.0, 170.0, 160.0])[:, None, None] + rng.normal(0.0, 4.0, (3, size, size))
+    if lesion:
+        rows, cols = np.mgrid[:size, :size]
+        picture[:, (rows - size // 2) ** 2 + (cols - size // 2) ** 2 <= (size // 5) ** 2] = 70.0
+    return picture[:, None].astype(np.float32)
+
+
+def test_cohort_normalisation_keeps_the_contrast_between_pictures_that_a_per_image_z_score_erases():
+    healthy, lesion = _skin_picture(0, False), _skin_picture(1, True)
+    intensities = cohort_intensities([healthy, lesion])
+    # alone, the faint skin texture is stretched to unit spread: healthy skin looks as varied as a mole on skin
+    assert normalise_intensity(healthy).std() == pytest.approx(1.0, abs=0.01)
+    assert normalise_with(healthy, None).tolist() == normalise_intensity(healthy).tolist()
+    shared_healthy, shared_lesion = normalise_with(healthy, intensities), normalise_with(lesion, intensities)
+    assert shared_healthy.std() < 0.2 < shared_lesion.std()
+    assert abs(shared_healthy.mean() - shared_lesion[:, 0, 0, 0].mean()) < 0.2  # the same skin, the same values
+    assert is_colour_picture(lesion)
+    assert not is_colour_picture(np.repeat(lesion[:1], 3, axis=0))  # a grey image saved as RGB
+    assert not is_colour_picture(lesion[:1])
+
+
+def test_colour_pictures_train_on_cohort_intensities_that_the_model_file_keeps(tmp_path):
+    volumes = [LabelledVolume(f"p{index}", _skin_picture(index, index % 2 == 0),
+                              [frozenset({"lesion"}) if index % 2 == 0 else frozenset()]) for index in range(6)]
+    colour = [volume.array for volume in volumes]
+    grey = [array[:1] for array in colour]
+    assert training_intensities(colour, "auto") == cohort_intensities(colour)
+    assert training_intensities(grey, "auto") is None
+    assert training_intensities(colour, "volume") is None
+    assert training_intensities(grey, "cohort") == cohort_intensities(grey)
+    path = tmp_path / "pictures.pt"
+    quick = {**TINY, "gan_steps": 2, "segmenter_steps": 2, "classifier_steps": 2, "crf": False}
+    train_cycle_model(volumes, CLASSES, CycleSettings(**quick), out_path=path)
+    model = load_model(str(path))
+    assert model.intensities == cohort_intensities([volume.array for volume in volumes])
+    picture = _skin_picture(9, True)
+    slices, _ = image_slices(model, picture)
+    assert torch.equal(slices, prepare_slices(picture, 32, intensities=model.intensities))
+    assert not torch.allclose(slices, prepare_slices(picture, 32))
+    train_cycle_model(volumes, CLASSES, CycleSettings(**quick, normalisation="volume"), out_path=path)
+    assert load_model(str(path)).intensities is None
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path):

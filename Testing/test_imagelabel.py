@@ -11,6 +11,7 @@ import SimpleITK as sitk
 import torch
 
 from weakseg.cli import main
+from weakseg.data import cohort_intensities
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.methods.imagelabel import ImageLabelConfig
@@ -18,6 +19,8 @@ from weakseg.methods.imagelabel_baselines import cam_probabilities
 from weakseg.methods.imagelabel_pipeline import (
     LabelledVolume,
     load_image_label_model,
+    predict_slices,
+    prepare_slices,
     segment_volume,
     train_image_label_model,
 )
@@ -62,6 +65,29 @@ def test_pipeline_trains_saves_loads_and_segments(tmp_path):
     assert np.allclose(probabilities.sum(axis=0), 1.0, atol=1e-4)
     cam = cam_probabilities(model, test_image)
     assert cam.shape == probabilities.shape
+
+
+def test_colour_pictures_are_normalised_by_the_training_cohort_in_training_and_prediction(tmp_path):
+    skin = np.array([150.0, 120.0, 110.0], dtype=np.float32)[:, None, None, None]
+    volumes = []
+    for index in range(4):
+        image, mask = _lesion_volume(index)
+        image, mask = image[:, 3:4], mask[3:4]  # one picture: a middle slice, which shows the disc
+        if index % 2:  # a lesion picture: the bright disc in every colour channel
+            volumes.append(LabelledVolume(f"p{index}", skin + 30 * image, slice_labels_from_mask(mask, CLASSES)))
+        else:  # healthy skin: the same colour with faint noise
+            volumes.append(LabelledVolume(f"p{index}", skin + 2 * image, [frozenset()]))
+    path = tmp_path / "pictures.pt"
+    model = train_image_label_model(volumes, CLASSES, ImageLabelConfig(**TINY), out_path=path)
+    assert model.intensities == cohort_intensities([volume.array for volume in volumes])
+    loaded = load_image_label_model(path)
+    assert loaded.intensities == model.intensities
+    picture = volumes[1].array
+    _, probabilities = segment_volume(loaded, picture, (1.0, 1.0, 1.0), crf=False, appearance=False)
+    expected = predict_slices(loaded, prepare_slices(picture, TINY["image_size"], intensities=loaded.intensities))
+    np.testing.assert_allclose(probabilities[:, 0], expected[0].numpy(), atol=1e-5)
+    per_volume = train_image_label_model(volumes, CLASSES, ImageLabelConfig(**TINY, normalisation="volume"))
+    assert per_volume.intensities is None
 
 
 def test_dataset_class_balance_trains_and_is_stored(tmp_path):

@@ -23,6 +23,7 @@ from weakseg.errors import CancelledError, WeakSegInputError
 from weakseg.methods.registry import METHODS, accepted_names, method_names, training_options
 from weakseg.methods.spec import PER_IMAGE, TRAINED, UNPAIRED_MASKS
 from weakseg.progress import Progress
+from weakseg.settings import NORMALISATIONS
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CANCELLED", "EXIT_OK", "build_parser", "main"]
 
@@ -263,6 +264,9 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--no-cam-guide", action="store_true",
                             help="rows cycle, cycle-net, cycle-net-alone: train the cycle model without the CAM's "
                                  "guidance (see weakseg train --method cycle --help)")
+    imagelabel.add_argument("--normalisation", choices=NORMALISATIONS,
+                            help="both models' intensity normalisation (see weakseg train --help); default: the "
+                                 "methods' own (auto)")
     imagelabel.add_argument("--class-balance", choices=("dataset", "image"),
                             help="pseudo-label cut-off per class: over all slices (dataset) or per slice (image); "
                                  "default: the method's own")

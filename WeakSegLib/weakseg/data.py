@@ -6,11 +6,15 @@ of slices is ``(N, C, H, W)`` with labels ``(N, H, W)`` (int64, 255 = unlabelled
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from weakseg.contract import UNLABELLED
+from weakseg.errors import WeakSegInputError
 
 
 def normalise_intensity(array: np.ndarray) -> np.ndarray:
@@ -26,6 +30,73 @@ def normalise_intensity(array: np.ndarray) -> np.ndarray:
         clipped = np.clip(values, low, high)
         result[channel] = (clipped - clipped.mean()) / max(float(clipped.std()), 1e-6)
     return result
+
+
+@dataclass(frozen=True)
+class CohortIntensities:
+    """One clip range and z-score per channel for every image of a cohort (stored in a model file).
+
+    :func:`normalise_intensity` rescales each image by its own statistics, which is right where
+    intensities have no absolute meaning (MRI) but erases what tells images apart where they do:
+    a dermoscopy photograph of healthy skin, z-scored alone, shows its faint texture at the same
+    contrast as a lesion (nnU-Net normalises CT with dataset-wide statistics for the same reason).
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CohortIntensities":
+        return cls(**{name: tuple(float(value) for value in values[name]) for name in ("low", "high", "mean", "std")})
+
+
+def cohort_intensities(arrays: Sequence[np.ndarray], samples_per_image: int = 1_000_000) -> CohortIntensities:
+    """Per-channel 0.5-99.5 percentiles over all ``(C, Z, Y, X)`` arrays, and the mean and standard
+    deviation of the clipped values; each array contributes at most ``samples_per_image`` evenly
+    strided voxels, so a cohort of large volumes costs little memory."""
+    channels = {int(array.shape[0]) for array in arrays}
+    if len(channels) != 1:
+        raise WeakSegInputError(f"cohort normalisation needs training images of one channel count; got "
+                                f"{sorted(channels)} channels")
+    samples = []
+    for array in arrays:
+        flat = np.asarray(array, dtype=np.float32).reshape(array.shape[0], -1)
+        samples.append(flat[:, :: max(1, flat.shape[1] // samples_per_image)])
+    values = np.concatenate(samples, axis=1)
+    low, high = np.percentile(values, (0.5, 99.5), axis=1)
+    clipped = np.clip(values, low[:, None], high[:, None])
+    return CohortIntensities(tuple(low.tolist()), tuple(high.tolist()), tuple(clipped.mean(axis=1).tolist()),
+                             tuple(np.maximum(clipped.std(axis=1), 1e-6).tolist()))
+
+
+def normalise_with(array: np.ndarray, intensities: CohortIntensities | None) -> np.ndarray:
+    """``array`` clipped and z-scored by the cohort's statistics, or by its own when ``intensities`` is None."""
+    if intensities is None:
+        return normalise_intensity(array)
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    low, high, mean, std = (np.asarray(values, dtype=np.float32).reshape(shape) for values in
+                            (intensities.low, intensities.high, intensities.mean, intensities.std))
+    return ((np.clip(np.asarray(array, dtype=np.float32), low, high) - mean) / std).astype(np.float32)
+
+
+def training_intensities(arrays: Sequence[np.ndarray], normalisation: str) -> CohortIntensities | None:
+    """What a run normalises by: the cohort statistics of ``arrays``, or None for per-volume normalisation.
+
+    ``normalisation``: ``volume``, ``cohort``, or ``auto`` (cohort when every array is a colour picture).
+    """
+    if normalisation == "volume" or (normalisation == "auto" and not all(map(is_colour_picture, arrays))):
+        return None
+    return cohort_intensities(arrays)
+
+
+def is_colour_picture(array: np.ndarray) -> bool:
+    """Three channels that are not all equal (a grey image saved as RGB is not a colour picture)."""
+    return array.shape[0] == 3 and not (np.array_equal(array[0], array[1]) and np.array_equal(array[0], array[2]))
 
 
 def volume_to_slices(array: np.ndarray) -> torch.Tensor:

@@ -82,8 +82,8 @@ class BenchCase:
 
 @dataclass
 class ImageLabelBenchOptions:
-    """What to benchmark; ``rounds``, ``steps``, ``gan_steps``, ``image_size``, ``class_balance`` None keep the
-    methods' defaults (``steps``: the classifier's and each training stage's of both methods)."""
+    """What to benchmark; ``rounds``, ``steps``, ``gan_steps``, ``image_size``, ``class_balance``, ``normalisation``
+    None keep the methods' defaults (``steps``: the classifier's and each training stage's of both methods)."""
 
     data_dir: str
     out: str = "bench-out"
@@ -97,6 +97,7 @@ class ImageLabelBenchOptions:
     gan_steps: int | None = None
     image_size: int | None = None
     class_balance: str | None = None
+    normalisation: str | None = None
     overlays: int = 3
     device: str = "auto"
     seed: int = 0
@@ -283,6 +284,8 @@ def _train_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOp
         config.image_size = options.image_size
     if options.class_balance is not None:
         config.class_balance = options.class_balance
+    if options.normalisation is not None:
+        config.normalisation = options.normalisation
     volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
     return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(options.device))
 
@@ -300,6 +303,8 @@ def _train_cycle_model(train: list[BenchCase], layout: str, options: ImageLabelB
         settings.gan_steps = options.gan_steps
     if options.image_size is not None:
         settings.image_size = options.image_size
+    if options.normalisation is not None:
+        settings.normalisation = options.normalisation
     settings.check()
     volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
     return train_cycle_model(volumes, CLASS_NAMES, settings, progress, pick_device(options.device))

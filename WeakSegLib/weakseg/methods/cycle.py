@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.spec import IMAGE_LABELS, TRAINED, MethodSpec, setting
-from weakseg.settings import StoredSettings, check_unet_image_size
+from weakseg.settings import NORMALISATION_HELP, NORMALISATIONS, StoredSettings, check_unet_image_size
 
 MODEL_KIND = "cycle"
 
@@ -42,6 +42,8 @@ class CycleSettings(StoredSettings):
 
     Attributes:
         image_size: square side slices are resized to (multiple of 16).
+        normalisation: per volume, per training cohort, or ``auto``, as in
+            :class:`~weakseg.methods.imagelabel.ImageLabelConfig`.
         mirror_excess: add the brighter-than-mirror channel to the classifier's input (see
             :class:`~weakseg.methods.imagelabel.ImageLabelConfig`); the generators see the image alone.
         classifier_channels, classifier_steps, cam_top_fraction, cam_scales, cam_threshold: the
@@ -79,6 +81,7 @@ class CycleSettings(StoredSettings):
     """
 
     image_size: int = setting(128, "--image-size", "square side slices are resized to (multiple of 16)", 16, 2048)
+    normalisation: str = setting("auto", "--normalisation", NORMALISATION_HELP, choices=NORMALISATIONS)
     mirror_excess: bool = setting(False, "--mirror-excess", "add the brighter-than-mirror channel (hyperintense lesions in a left-right symmetric organ centred in the image, e.g. brain FLAIR)")
     classifier_channels: tuple[int, ...] = (16, 32, 64)
     classifier_steps: int = setting(400, "--classifier-steps", "cycle: steps of the CAM classifier", 1, 10_000_000)

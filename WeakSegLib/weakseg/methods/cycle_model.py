@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from weakseg.data import resize_images
+from weakseg.data import CohortIntensities, resize_images
 from weakseg.engine import load_model_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
@@ -34,7 +34,8 @@ from weakseg.progress import SILENT, Progress
 
 @dataclass
 class CycleModel:
-    """The classifier, the lesion -> healthy generator and the segmenter, with what applying them needs."""
+    """The classifier, the lesion -> healthy generator and the segmenter, with what applying them needs
+    (``intensities``: the training cohort's statistics when the model normalises by them, else None)."""
 
     classifier: CamClassifier
     to_healthy: GuidedGenerator
@@ -42,6 +43,7 @@ class CycleModel:
     class_names: list[str]
     config: CycleSettings
     device: torch.device
+    intensities: CohortIntensities | None = None
 
     @property
     def num_classes(self) -> int:
@@ -55,7 +57,7 @@ def image_slices(model: CycleModel, array: np.ndarray) -> tuple[torch.Tensor, to
     if np.ndim(array) != 4:
         raise WeakSegInputError(f"image of shape {np.shape(array)}: expected (C, Z, Y, X) intensities")
     check_channels(model.to_healthy.config["in_channels"], array.shape[0], "image")
-    slices = prepare_slices(array, model.config.image_size)
+    slices = prepare_slices(array, model.config.image_size, intensities=model.intensities)
     return slices, classifier_input(slices, model.config.mirror_excess)
 
 
@@ -119,10 +121,12 @@ def load_model(path: str, device: torch.device | str = "cpu", payload: dict | No
         segmenter = UNet2D(channels, 2, settings.segmenter_channels, settings.dropout)
         nn.ModuleDict({"classifier": classifier, "translation": translation, "segmenter": segmenter}).load_state_dict(
             payload["model"])
+        stored_intensities = metadata.get("intensities")
+        intensities = CohortIntensities.from_dict(stored_intensities) if stored_intensities else None
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise WeakSegInputError(f"{path}: damaged cycle model ({type(error).__name__}: {error})") from None
     return CycleModel(classifier.to(device).eval(), translation.to_healthy.to(device).eval(),
-                      segmenter.to(device).eval(), list(metadata["class_names"]), settings, device)
+                      segmenter.to(device).eval(), list(metadata["class_names"]), settings, device, intensities)
 
 
 def predict_image(model: CycleModel, image: LoadedImage, progress: Progress = SILENT,

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from weakseg.contract import UNLABELLED
-from weakseg.data import augment
+from weakseg.data import CohortIntensities, augment, training_intensities
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.losses import partial_cross_entropy
@@ -42,15 +43,16 @@ class _Run:
     """One run: the networks, the training slices, where the run stands and what it saves."""
 
     def __init__(self, settings: CycleSettings, class_names: list[str], slices: torch.Tensor, presence: torch.Tensor,
-                 image_channels: int, device: torch.device, out_path: str | os.PathLike | None,
-                 metadata: dict) -> None:
+                 image_channels: int, intensities: CohortIntensities | None, device: torch.device,
+                 out_path: str | os.PathLike | None, metadata: dict) -> None:
         torch.manual_seed(settings.seed)
         classifier = CamClassifier(slices.shape[1], 1, settings.classifier_channels, settings.cam_top_fraction)
         self.translation = TranslationNetworks(image_channels, settings.generator_channels)
         segmenter = UNet2D(image_channels, 2, settings.segmenter_channels, settings.dropout)
         self.container = nn.ModuleDict({"classifier": classifier, "translation": self.translation,
                                         "segmenter": segmenter}).to(device)
-        self.model = CycleModel(classifier, self.translation.to_healthy, segmenter, list(class_names), settings, device)
+        self.model = CycleModel(classifier, self.translation.to_healthy, segmenter, list(class_names), settings, device,
+                                intensities)
         self.settings, self.slices, self.presence, self.device = settings, slices, presence, device
         self.images = slices[:, :image_channels]
         self.lesion = torch.nonzero(presence[:, 0] > 0)[:, 0]
@@ -86,7 +88,8 @@ class _Run:
     def resume(self) -> None:
         """Load the run stored in the model file and continue where it stands."""
         payload = load_checkpoint(self.out_path, self.device)
-        check_resume(payload, self.out_path, MODEL_KIND, self.model.class_names, self.settings.as_dict())
+        check_resume(payload, self.out_path, MODEL_KIND, self.model.class_names, self.settings.as_dict(),
+                     former={"normalisation": "volume"})
         self.state = dict(payload["metadata"]["state"])
         if self.state["stage"] == "done":
             raise WeakSegInputError(f"{self.out_path}: the run is already complete; nothing to resume")
@@ -177,11 +180,14 @@ def train_cycle_model(volumes: Sequence[LabelledVolume], class_names: list[str],
     if resume and out_path is None:
         raise WeakSegInputError("resuming cycle training needs the model file to resume from")
     device = torch.device(device)
-    slices, presence, _ = _labelled_slices(volumes, class_names, settings.image_size, settings.mirror_excess)
+    intensities = training_intensities([np.asarray(volume.array) for volume in volumes], settings.normalisation)
+    slices, presence, _ = _labelled_slices(volumes, class_names, settings.image_size, settings.mirror_excess,
+                                           intensities)
     image_channels = slices.shape[1] // (2 if settings.mirror_excess else 1)
     metadata = {"method": MODEL_KIND, "class_names": list(class_names), "config": settings.as_dict(),
-                "in_channels": image_channels, "training_images": [volume.name for volume in volumes]}
-    run = _Run(settings, class_names, slices, presence, image_channels, device, out_path, metadata)
+                "in_channels": image_channels, "training_images": [volume.name for volume in volumes],
+                "intensities": intensities.as_dict() if intensities is not None else None}
+    run = _Run(settings, class_names, slices, presence, image_channels, intensities, device, out_path, metadata)
     if resume:
         run.resume()
     return run.run(progress)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from weakseg.errors import WeakSegInputError
 from weakseg.methods.spec import IMAGE_LABELS, TRAINED, MethodSpec, setting
-from weakseg.settings import StoredSettings, check_unet_image_size
+from weakseg.settings import NORMALISATION_HELP, NORMALISATIONS, StoredSettings, check_unet_image_size
 
 if TYPE_CHECKING:
     from weakseg.methods.appearance import AppearanceParams
@@ -32,6 +32,14 @@ class ImageLabelConfig(StoredSettings):
 
     Attributes:
         image_size: square side slices are resized to (multiple of 16).
+        normalisation: ``volume`` z-scores each image by its own statistics (MRI, whose
+            intensities have no absolute scale); ``cohort`` clips and z-scores every image by
+            one set of per-channel statistics over all training images, kept in the model
+            (photographs, CT: there the labels rest on absolute colour or density, which a
+            per-image z-score erases: a picture of healthy skin, z-scored alone, shows its
+            faint texture at the contrast of a mole); ``auto`` picks ``cohort`` when every
+            training image is a colour picture, ``volume`` otherwise
+            (:func:`weakseg.data.training_intensities`).
         mirror_excess: add, for every channel, how much brighter each pixel is than its
             left-right mirror position (the positive part of the difference) as an input
             channel. For hyperintense lesions (FLAIR, T2) in a left-right symmetric organ
@@ -81,6 +89,7 @@ class ImageLabelConfig(StoredSettings):
     """
 
     image_size: int = setting(128, "--image-size", "square side slices are resized to (multiple of 16)", 16, 2048)
+    normalisation: str = setting("auto", "--normalisation", NORMALISATION_HELP, choices=NORMALISATIONS)
     mirror_excess: bool = setting(False, "--mirror-excess", "add the brighter-than-mirror channel (hyperintense lesions in a left-right symmetric organ centred in the image, e.g. brain FLAIR)")
     classifier_channels: tuple[int, ...] = (16, 32, 64)
     classifier_steps: int = setting(400, "--steps", "training steps of the classifier and of each self-training round", 1, 10_000_000)

@@ -23,8 +23,8 @@ def cam_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
     so the argmax is "CAM above the threshold, on slices classified as showing the class".
     """
     _check_channels(model, array)
-    slices = prepare_slices(array, model.config.image_size, model.config.mirror_excess)
-    classifier_probability, maps = class_activation_maps(model.classifier, slices, model.config.cam_scales)
+    classifier_probability, maps = class_activation_maps(model.classifier, _classifier_input(model, array),
+                                                         model.config.cam_scales)
     maps = maps * (classifier_probability >= 0.5)[:, :, None, None]
     background = torch.full_like(maps[:, :1], model.config.cam_threshold)
     scores = torch.cat([background, maps], dim=1)
@@ -34,9 +34,13 @@ def cam_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
 def slice_classifier_probabilities(model: ImageLabelModel, array: np.ndarray) -> np.ndarray:
     """The classifier's ``(Z, K - 1)`` class probabilities of every slice of a ``(C, Z, Y, X)`` image."""
     _check_channels(model, array)
-    probability, _ = class_activation_maps(model.classifier, prepare_slices(array, model.config.image_size, model.config.mirror_excess),
-                                           model.config.cam_scales)
+    probability, _ = class_activation_maps(model.classifier, _classifier_input(model, array), model.config.cam_scales)
     return probability.numpy()
+
+
+def _classifier_input(model: ImageLabelModel, array: np.ndarray) -> torch.Tensor:
+    """The classifier's slices of ``array``, normalised as the model's training images were."""
+    return prepare_slices(array, model.config.image_size, model.config.mirror_excess, model.intensities)
 
 
 def refine_probabilities(array: np.ndarray, probabilities: np.ndarray,

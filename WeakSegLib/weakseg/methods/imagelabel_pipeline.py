@@ -2,7 +2,8 @@
 
 Input: images or volumes whose slices carry image-level labels (the classes a slice
 shows, or healthy; see :mod:`weakseg.image_labels`). Everything is slice-wise 2D, each
-slice normalised per volume (:func:`weakseg.data.normalise_intensity`) and resized to
+slice normalised per volume (:func:`weakseg.data.normalise_intensity`), or for colour
+pictures by the training cohort's statistics (setting ``normalisation``), and resized to
 ``image_size`` squared; predictions are resized back, so results keep the image's grid.
 
 1. **Classifier** (:mod:`weakseg.methods.cam`) trained on the labelled slices with
@@ -48,7 +49,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weakseg.data import augment, normalise_intensity, resize_images, volume_to_slices
+from weakseg.data import (CohortIntensities, augment, normalise_intensity, normalise_with, resize_images,
+                          training_intensities, volume_to_slices)
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
@@ -84,13 +86,15 @@ class LabelledVolume:
 
 @dataclass
 class ImageLabelModel:
-    """The trained classifier and segmentation network, with what is needed to apply them."""
+    """The trained classifier and segmentation network, with what is needed to apply them
+    (``intensities``: the training cohort's statistics when the model normalises by them, else None)."""
 
     classifier: CamClassifier
     segmenter: UNet2D
     class_names: list[str]
     config: ImageLabelConfig
     device: torch.device
+    intensities: CohortIntensities | None = None
 
     @property
     def num_classes(self) -> int:
@@ -100,14 +104,16 @@ class ImageLabelModel:
 # --------------------------------------------------------------------------- data
 
 
-def prepare_slices(array: np.ndarray, size: int, mirror_excess: bool = False) -> torch.Tensor:
+def prepare_slices(array: np.ndarray, size: int, mirror_excess: bool = False,
+                   intensities: CohortIntensities | None = None) -> torch.Tensor:
     """``(C, Z, Y, X)`` intensities -> normalised slices ``(Z, C', size, size)`` float32.
 
-    With ``mirror_excess`` every channel is followed by how much brighter each pixel is
-    than its left-right mirror position (zero where it is darker; ``C' = 2C``), see
-    :class:`ImageLabelConfig`.
+    Normalised per volume, or by a cohort's ``intensities`` when given
+    (:func:`weakseg.data.normalise_with`). With ``mirror_excess`` every channel is followed by
+    how much brighter each pixel is than its left-right mirror position (zero where it is
+    darker; ``C' = 2C``), see :class:`ImageLabelConfig`.
     """
-    return _network_input(normalise_intensity(array), size, mirror_excess)
+    return _network_input(normalise_with(array, intensities), size, mirror_excess)
 
 
 def _network_input(normalised: np.ndarray, size: int, mirror_excess: bool) -> torch.Tensor:
@@ -118,8 +124,11 @@ def _network_input(normalised: np.ndarray, size: int, mirror_excess: bool) -> to
     return resize_images(volume_to_slices(normalised), (size, size))
 
 
-def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], size: int, mirror_excess: bool):
-    """Labelled slices of all volumes: images ``(N, C, S, S)``, presence ``(N, K - 1)`` float, volume ``(N,)`` index."""
+def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], size: int, mirror_excess: bool,
+                     intensities: CohortIntensities | None = None):
+    """Labelled slices of all volumes: images ``(N, C, S, S)``, presence ``(N, K - 1)`` float, volume ``(N,)`` index.
+
+    ``intensities``: normalise by these cohort statistics instead of per volume (:func:`prepare_slices`)."""
     code_of = {name: code for code, name in enumerate(class_names)}
     images, presence, volume_index = [], [], []
     channels = None
@@ -134,7 +143,7 @@ def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], 
         keep = [index for index, classes in enumerate(volume.slice_classes) if classes is not None]
         if not keep:
             continue
-        slices = prepare_slices(array, size, mirror_excess)[keep]
+        slices = prepare_slices(array, size, mirror_excess, intensities)[keep]
         rows = torch.zeros(len(keep), len(class_names) - 1)
         for row, index in enumerate(keep):
             for name in volume.slice_classes[index]:
@@ -201,11 +210,13 @@ def train_image_label_model(
     config.check()
     device = torch.device(device)
     torch.manual_seed(config.seed)
-    images, presence, volume_index = _labelled_slices(volumes, class_names, config.image_size, config.mirror_excess)
+    intensities = training_intensities([np.asarray(volume.array) for volume in volumes], config.normalisation)
+    images, presence, volume_index = _labelled_slices(volumes, class_names, config.image_size, config.mirror_excess,
+                                                      intensities)
     classifier = CamClassifier(images.shape[1], len(class_names) - 1, config.classifier_channels,
                                config.cam_top_fraction).to(device)
     segmenter = UNet2D(images.shape[1], len(class_names), config.segmenter_channels, config.dropout).to(device)
-    model = ImageLabelModel(classifier, segmenter, list(class_names), config, device)
+    model = ImageLabelModel(classifier, segmenter, list(class_names), config, device, intensities)
     if resume and out_path is None:
         raise WeakSegInputError("resuming image-label training needs the model file to resume from")
     stages_done = _resume_from(model, out_path) if resume else 0
@@ -226,7 +237,8 @@ def train_image_label_model(
 def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
     """Load the networks of an interrupted run into ``model``; returns the stages it finished."""
     payload = load_checkpoint(path, model.device)
-    check_resume(payload, path, METHOD_NAME, model.class_names, model.config.as_dict())
+    check_resume(payload, path, METHOD_NAME, model.class_names, model.config.as_dict(),
+                 former={"normalisation": "volume"})
     stored = load_image_label_model(path, model.device, payload)
     stages = int(payload["metadata"].get("stages_done", 1 + model.config.rounds))
     if stages >= 1 + model.config.rounds:
@@ -361,8 +373,9 @@ def segment_volume(
     """
     _check_channels(model, array)
     normalised = normalise_intensity(array)
-    probabilities = predict_slices(model, _network_input(normalised, model.config.image_size, model.config.mirror_excess),
-                                   post_processing)
+    network_input = normalised if model.intensities is None else normalise_with(array, model.intensities)
+    probabilities = predict_slices(model, _network_input(network_input, model.config.image_size,
+                                                         model.config.mirror_excess), post_processing)
     sharpen = model.config.appearance if appearance is None else appearance
     probabilities = refine_prediction(array, _to_image_grid(probabilities, array.shape[-2:]), spacing_zyx,
                                       model.config.appearance_params(from_network=True) if sharpen else None,
@@ -397,6 +410,7 @@ def save_image_label_model(model: ImageLabelModel, path: str | os.PathLike, stag
         "classifier_config": dict(model.classifier.config),
         "segmenter_config": dict(model.segmenter.config),
         "stages_done": 1 + model.config.rounds if stages_done is None else stages_done,
+        "intensities": model.intensities.as_dict() if model.intensities is not None else None,
     }
     save_checkpoint(path, networks, None, model.config.rounds * model.config.round_steps, metadata)
 
@@ -424,11 +438,13 @@ def load_image_label_model(
                            tuple(segmenter_config["channels"]), float(segmenter_config["dropout"]))
         nn.ModuleDict({"classifier": classifier, "segmenter": segmenter}).load_state_dict(payload["model"])
         config = ImageLabelConfig.from_dict(metadata["config"])
+        stored_intensities = metadata.get("intensities")
+        intensities = CohortIntensities.from_dict(stored_intensities) if stored_intensities else None
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise WeakSegInputError(f"{path}: damaged image-label model ({type(error).__name__}: {error})") from None
     classifier.to(device).eval()
     segmenter.to(device).eval()
-    return ImageLabelModel(classifier, segmenter, list(metadata["class_names"]), config, device)
+    return ImageLabelModel(classifier, segmenter, list(metadata["class_names"]), config, device, intensities)
 
 
 # --------------------------------------------------------------------------- method spec functions
