@@ -9,6 +9,7 @@ on real images while the synthetic tests still pass. Skipped when the data are a
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,17 @@ from weakseg.methods.scribble_unet import load_cohort_model, predict_volume
 from weakseg.methods.imagelabel import ImageLabelConfig
 from weakseg.methods.imagelabel_pipeline import LabelledVolume, segment_volume, train_image_label_model
 from weakseg.weak_labels import load_scribbles
+
+
+@contextmanager
+def one_torch_thread():
+    """Run the block on one torch thread (short real-data trainings depend on the order of float sums)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def config_for_method(method: str, **changes):
@@ -94,12 +106,8 @@ def test_image_labels_on_brats_slabs():
                               classifier_steps=150, rounds=2, round_steps=100, batch_size=8, superpixels=100)
     # This small, short configuration depends on the order of float sums: trained with two torch
     # threads it scored 0.000 on this slab (the suite's one thread: 0.658), so the thread count is fixed here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         model = train_image_label_model(volumes, classes, config)
-    finally:
-        torch.set_num_threads(threads)
     image, mask = _brats_slab("pat0003")
     labels, _ = segment_volume(model, image, (4.0, 1.0, 1.0))
     score = dice(labels, mask, 1)
@@ -132,12 +140,8 @@ def test_cycle_classifier_finds_isic_lesions_on_cohort_intensities():
     healthy = sorted((ISIC_SAMPLES / "testB").iterdir())[0::2]
     volumes += [LabelledVolume(path.stem, read_image(path).array, [frozenset()]) for path in healthy]
     settings = CycleSettings(image_size=96, gan_steps=1, segmenter_steps=1, crf=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         model = train_cycle_model(volumes, classes, settings)
-    finally:
-        torch.set_num_threads(threads)
     assert model.intensities is not None
     scores = [dice(cam_probabilities(model, image).argmax(axis=0), mask, 1) for image, mask in lesion_pictures("testA")]
     print(f"CAM Dice on the 8 ISIC test lesions {np.mean(scores):.3f}")
