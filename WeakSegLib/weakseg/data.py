@@ -66,7 +66,7 @@ def cohort_intensities(arrays: Sequence[np.ndarray], samples_per_image: int = 1_
     samples = []
     for array in arrays:
         flat = np.asarray(array, dtype=np.float32).reshape(array.shape[0], -1)
-        samples.append(flat[:, :: max(1, flat.shape[1] // samples_per_image)])
+        samples.append(flat[:, :: -(-flat.shape[1] // samples_per_image)])  # the stride rounded up: at most that many
     values = np.concatenate(samples, axis=1)
     low, high = np.percentile(values, (0.5, 99.5), axis=1)
     clipped = np.clip(values, low[:, None], high[:, None])
