@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from weakseg.losses import entropy_minimisation, masked_distillation, scribble_regularisers, total_variation
+from weakseg.contract import UNLABELLED
+from weakseg.losses import (entropy_minimisation, masked_distillation, partial_cross_entropy, partial_cross_entropy_and_dice,
+                            scribble_regularisers, total_variation)
 
 
 def test_masked_distillation_is_zero_when_the_student_matches_the_teacher():
@@ -65,3 +67,19 @@ def test_a_shares_background_prior_is_normalised_by_the_global_batch():
     shares = [scribble_regularisers(logits[part], far[part], 0.0, 0.0, 0.1, world_size=2, far_total=total)
               for part in (slice(0, 2), slice(2, 4))]
     torch.testing.assert_close((shares[0] + shares[1]) / 2, whole)
+
+
+def test_the_dice_term_weighs_a_small_lesion_that_cross_entropy_lets_a_network_ignore():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, :2, :2] = 1  # a lesion of 4 pixels among 60 labelled ones
+    labels[0, 6:, :2] = UNLABELLED
+    logits = torch.zeros(1, 2, 8, 8)
+    logits[:, 0] = 3.0  # "background everywhere"
+    cross_entropy = partial_cross_entropy(logits, labels)
+    assert partial_cross_entropy_and_dice(logits, labels, 0.0) == cross_entropy
+    with_dice = partial_cross_entropy_and_dice(logits, labels, 1.0)
+    assert cross_entropy < 0.3  # the missed lesion is a small share of the mean
+    assert with_dice - cross_entropy > 0.45  # the lesion class's Dice is ~0: half the mean over the two classes
+    changed = logits.clone()
+    changed[0, :, 6:, :2] = torch.tensor([-5.0, 5.0])[:, None, None]  # the unlabelled pixels do not count
+    assert torch.isclose(partial_cross_entropy_and_dice(changed, labels, 1.0), with_dice)

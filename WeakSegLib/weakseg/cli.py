@@ -267,6 +267,9 @@ def _add_bench(commands) -> None:
     imagelabel.add_argument("--normalisation", choices=NORMALISATIONS,
                             help="both models' intensity normalisation (see weakseg train --help); default: the "
                                  "methods' own (auto)")
+    imagelabel.add_argument("--dice-weight", type=float,
+                            help="rows network+crf, full: weight of the soft Dice term in the segmentation "
+                                 "network's loss (see weakseg train --help); default: the method's own (0)")
     imagelabel.add_argument("--class-balance", choices=("dataset", "image"),
                             help="pseudo-label cut-off per class: over all slices (dataset) or per slice (image); "
                                  "default: the method's own")

@@ -273,7 +273,8 @@ def bench_command(arguments: argparse.Namespace, progress: Progress) -> str:
             layout=arguments.layout, train_split=arguments.train_split, test_split=arguments.test_split,
             channel=arguments.channel, rounds=arguments.rounds, steps=arguments.steps, gan_steps=arguments.gan_steps,
             image_size=arguments.image_size,
-            class_balance=arguments.class_balance, normalisation=arguments.normalisation, overlays=arguments.overlays,
+            class_balance=arguments.class_balance, normalisation=arguments.normalisation,
+            dice_weight=arguments.dice_weight, overlays=arguments.overlays,
             device=arguments.device, seed=arguments.seed, seeds=seed_list(arguments.seeds) if arguments.seeds else (),
             cam_guide=not arguments.no_cam_guide)
         return run_imagelabel_bench(options, progress).text

@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from weakseg.contract import UNLABELLED
+from weakseg.noisy_labels import noise_weighted_dice_loss
 
 
 def partial_cross_entropy(
@@ -31,6 +32,23 @@ def partial_cross_entropy(
     reduction = "mean" if normaliser is None else "sum"
     loss = F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index, reduction=reduction)
     return loss if normaliser is None else loss / normaliser
+
+
+def partial_cross_entropy_and_dice(logits: torch.Tensor, labels: torch.Tensor, dice_weight: float,
+                                   class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`partial_cross_entropy` (with ``class_weights``) plus ``dice_weight`` times a soft Dice loss
+    over the labelled pixels.
+
+    For networks that learn pseudo labels in which the lesion is a small share of the pixels:
+    cross-entropy alone can settle on "background everywhere" (seen with ``cycle`` and ``imagelabel``
+    on small training sets); the Dice term weighs each class by its own overlap, whatever its size.
+    """
+    loss = partial_cross_entropy(logits, labels, class_weights)
+    if not dice_weight:
+        return loss
+    labelled = labels != UNLABELLED
+    return loss + dice_weight * noise_weighted_dice_loss(torch.softmax(logits, dim=1), torch.where(labelled, labels, 0),
+                                                         labelled.float())
 
 
 def balanced_class_weights(labels: torch.Tensor, num_classes: int, ignore_index: int = UNLABELLED) -> torch.Tensor:

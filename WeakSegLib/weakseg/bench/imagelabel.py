@@ -82,8 +82,8 @@ class BenchCase:
 
 @dataclass
 class ImageLabelBenchOptions:
-    """What to benchmark; ``rounds``, ``steps``, ``gan_steps``, ``image_size``, ``class_balance``, ``normalisation``
-    None keep the methods' defaults (``steps``: the classifier's and each training stage's of both methods)."""
+    """What to benchmark; ``rounds``, ``steps``, ``gan_steps``, ``image_size``, ``class_balance``, ``normalisation``,
+    ``dice_weight`` None keep the methods' defaults (``steps``: the classifier's and each training stage's of both methods)."""
 
     data_dir: str
     out: str = "bench-out"
@@ -98,6 +98,7 @@ class ImageLabelBenchOptions:
     image_size: int | None = None
     class_balance: str | None = None
     normalisation: str | None = None
+    dice_weight: float | None = None
     overlays: int = 3
     device: str = "auto"
     seed: int = 0
@@ -118,10 +119,12 @@ class ImageLabelBenchResult:
 
 
 def check_options(options: ImageLabelBenchOptions) -> None:
-    """Raise :class:`WeakSegInputError` for unknown rows (before any work)."""
+    """Raise :class:`WeakSegInputError` for unknown rows or a weight out of range (before any work)."""
     unknown = [name for name in options.methods if name not in IMAGELABEL_METHODS]
     if unknown:
         raise WeakSegInputError(f"--methods: unknown {unknown}; choose from {', '.join(IMAGELABEL_METHODS)}")
+    if options.dice_weight is not None and not 0.0 <= options.dice_weight <= 100.0:
+        raise WeakSegInputError(f"--dice-weight {options.dice_weight}: give a weight from 0 to 100")
 
 
 def run_imagelabel_bench(options: ImageLabelBenchOptions, progress: Progress = SILENT) -> ImageLabelBenchResult:
@@ -286,6 +289,8 @@ def _train_model(train: list[BenchCase], layout: str, options: ImageLabelBenchOp
         config.class_balance = options.class_balance
     if options.normalisation is not None:
         config.normalisation = options.normalisation
+    if options.dice_weight is not None:
+        config.dice_weight = options.dice_weight
     volumes = [LabelledVolume(case.name, case.array, slice_labels_from_mask(case.truth, CLASS_NAMES)) for case in train]
     return train_image_label_model(volumes, CLASS_NAMES, config, progress, pick_device(options.device))
 

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from weakseg.contract import UNLABELLED
 from weakseg.data import CohortIntensities, augment, training_intensities
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
-from weakseg.losses import partial_cross_entropy
+from weakseg.losses import partial_cross_entropy_and_dice
 from weakseg.methods.cam import CamClassifier
 from weakseg.methods.cycle import MODEL_KIND, CycleSettings
 from weakseg.methods.cycle_game import TranslationGame, TranslationNetworks
@@ -31,7 +30,6 @@ from weakseg.methods.imagelabel_pipeline import (LabelledVolume, _balanced_batch
                                                  read_labelled_volumes)
 from weakseg.methods.spec import TrainingRequest
 from weakseg.models import UNet2D
-from weakseg.noisy_labels import noise_weighted_dice_loss
 from weakseg.progress import SILENT, Progress
 from weakseg.weak_labels import check_class_names
 
@@ -146,14 +144,8 @@ class _Run:
         def compute_loss(step: int) -> torch.Tensor:
             picks = _balanced_batch(self.lesion, self.healthy, settings.batch_size, self.generator)
             batch, (batch_labels,) = augment(self.images[picks], [labels[picks]], self.generator)
-            batch_labels = batch_labels.to(self.device)
-            logits = segmenter(batch.to(self.device))
-            loss = partial_cross_entropy(logits, batch_labels)
-            if settings.dice_weight:
-                labelled = batch_labels != UNLABELLED
-                loss = loss + settings.dice_weight * noise_weighted_dice_loss(
-                    torch.softmax(logits, dim=1), torch.where(labelled, batch_labels, 0), labelled.float())
-            return loss
+            return partial_cross_entropy_and_dice(segmenter(batch.to(self.device)), batch_labels.to(self.device),
+                                                  settings.dice_weight)
 
         progress.report(0.0, "training the segmentation network")
         run_training(segmenter, optimizer, compute_loss, settings.segmenter_steps, settings.learning_rate, progress,

@@ -55,7 +55,7 @@ from weakseg.inference import check_channels, flip_averaged_softmax, to_image_gr
 from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.io import LoadedImage, check_same_channels, read_image
-from weakseg.losses import balanced_class_weights, partial_cross_entropy
+from weakseg.losses import balanced_class_weights, partial_cross_entropy_and_dice
 from weakseg.methods.appearance import foreground_region, refine_with_appearance
 from weakseg.methods.cam import CamClassifier, class_activation_maps
 from weakseg.methods.imagelabel import MODEL_KIND as METHOD_NAME
@@ -238,7 +238,7 @@ def _resume_from(model: ImageLabelModel, path: str | os.PathLike) -> int:
     """Load the networks of an interrupted run into ``model``; returns the stages it finished."""
     payload = load_checkpoint(path, model.device)
     check_resume(payload, path, METHOD_NAME, model.class_names, model.config.as_dict(),
-                 former={"normalisation": "volume"})
+                 former={"normalisation": "volume", "dice_weight": 0.0})
     stored = load_image_label_model(path, model.device, payload)
     stages = int(payload["metadata"].get("stages_done", 1 + model.config.rounds))
     if stages >= 1 + model.config.rounds:
@@ -347,7 +347,7 @@ def _train_segmenter(model: ImageLabelModel, images, labels, positive, negative,
         batch_labels = batch_labels.to(model.device)
         logits = model.segmenter(batch.to(model.device))
         weights = balanced_class_weights(batch_labels, model.num_classes).to(model.device) if config.balance_classes else None
-        return partial_cross_entropy(logits, batch_labels, weights)
+        return partial_cross_entropy_and_dice(logits, batch_labels, config.dice_weight, weights)
 
     progress.report(0.0, f"{stage}: training the segmentation network")
     run_training(model.segmenter, optimizer, compute_loss, config.round_steps, config.learning_rate, progress)
