@@ -68,7 +68,7 @@ class ImageLabelConfig(StoredSettings):
             With weight 1, on the 12 medimgseg ISIC training pictures three seeds scored
             0.899-0.907 against 0.834-0.921 with cross-entropy alone, and on a short schedule it
             kept a seed whose network otherwise learnt background alone; on the BraTS volumes it
-            cost 0.003-0.007 (docs/benchmarks.md).
+            cost 0.003-0.010 on three seeds (docs/benchmarks.md).
         cam_threshold: CAM value above which the CAM baselines call a pixel foreground.
         pseudo_label_threshold: probability above which a pixel is won by a class in the
             pseudo labels (the appearance posterior in round 1, the network's probability later).
