@@ -9,8 +9,8 @@ second, without training anything:
   (``interactive``, its old spelling ``weakseg``, ...): every voxel takes the class
   whose scribbles' mean intensity is closest to its own (no learning: a result matches the
   truth only if image and scribbles reached it aligned; never a Dice claim for a method);
-* ``train``: checks the training folder (every ``_scribble``/``_label`` file on its image's
-  grid) and writes a JSON "model" naming its classes, cases and image labels; ``--resume``
+* ``train``: checks the training folder, read as the real command reads it (every
+  ``_scribble``/``_label`` file on its image's grid) and writes a JSON "model" naming its classes, cases and image labels; ``--resume``
   needs the model file, as the real command does; it accepts the real command line's training
   settings (``--steps`` ...) and ignores them;
 * ``predict``: labels voxels in the top quarter of the intensity range as the model's first
@@ -115,30 +115,34 @@ def growFromSeeds(arguments, image: sitk.Image, classes: list) -> None:
 
 
 def train(arguments) -> None:
+    from weakseg.cases import list_cases
+    from weakseg.errors import WeakSegInputError
+
     folder = Path(arguments.data_dir)
     if arguments.resume and not Path(arguments.out).is_file():
         fail(f"{arguments.out}: no such model file")
-    cases = sorted(path.name[: -len("_image.nii.gz")] for path in folder.glob("*_image.nii.gz"))
-    if not cases:
-        fail(f"{folder}: no *_image.nii.gz files")
-    for case in cases:
-        for suffix in ("scribble", "label"):
-            path = folder / f"{case}_{suffix}.nii.gz"
-            if path.exists() and not sameGrid(sitk.ReadImage(str(folder / f"{case}_image.nii.gz")), sitk.ReadImage(str(path))):
+    try:
+        found = list_cases(str(folder), None, require_scribbles=False)
+    except WeakSegInputError as error:
+        fail(str(error))
+    cases = [case.name for case in found]
+    for case in found:
+        for path in (case.scribble_path, case.label_path):
+            if path and not sameGrid(sitk.ReadImage(case.image_path), sitk.ReadImage(path)):
                 fail(f"{path}: does not match its image's grid")
-        progress(100 * (cases.index(case) + 1) / len(cases), f"case {case}")
+        progress(100 * (cases.index(case.name) + 1) / len(cases), f"case {case.name}")
     labelsFile = folder / "image_labels.csv"
     model = {
         "classes": arguments.classes.split(","),
         "cases": cases,
-        "scribbled": [case for case in cases if (folder / f"{case}_scribble.nii.gz").exists()],
-        "masked": [case for case in cases if (folder / f"{case}_label.nii.gz").exists()],
+        "scribbled": [case.name for case in found if case.scribble_path],
+        "masked": [case.name for case in found if case.label_path],
         "image_labels": labelsFile.read_text().splitlines() if labelsFile.exists() else [],
         "method": arguments.method if arguments.method != "cohort" or not arguments.image_labels else "imagelabel",
         "unpaired": sorted(path.name for path in Path(arguments.unpaired_masks).iterdir()) if arguments.unpaired_masks else [],
         "shape_model": getattr(arguments, "shape_model", None),
         "resumed": arguments.resume,
-        "source": sorted(path.name for path in Path(arguments.source).glob("*_label.nii.gz")) if arguments.source else [],
+        "source": sorted(path.name for path in Path(arguments.source).glob("*_label.*")) if arguments.source else [],
         "masks_split": arguments.masks_split,
         "diagnoses": _diagnoses(arguments.image_labels) if arguments.masks_split else {},
     }

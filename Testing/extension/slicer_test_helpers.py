@@ -27,14 +27,17 @@ def rotation(degreesZ: float = 25.0, degreesX: float = 15.0) -> np.ndarray:
 
 
 def addVolume(scene, array: np.ndarray, name: str = "Phantom", spacing=SPACING, origin=ORIGIN, directions=None):
-    """A scalar volume node holding ``array`` ``(Z, Y, X)`` with the given RAS geometry."""
+    """A volume node holding ``array`` with the given RAS geometry: a scalar volume for ``(Z, Y, X)``,
+    a vector (colour) volume, as Slicer loads a photograph, for ``(Z, Y, X, C)``."""
     import vtk
     from vtkmodules.util import numpy_support
 
-    volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    colour = array.ndim == 4
+    volumeNode = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode", name)
     imageData = vtk.vtkImageData()
     imageData.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    imageData.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True))
+    values = np.ascontiguousarray(array).reshape(-1, array.shape[3]) if colour else np.ascontiguousarray(array).ravel()
+    imageData.GetPointData().SetScalars(numpy_support.numpy_to_vtk(values, deep=True))
     volumeNode.SetAndObserveImageData(imageData)
     volumeNode.SetSpacing(*spacing)
     volumeNode.SetOrigin(*origin)

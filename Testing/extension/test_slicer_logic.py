@@ -193,18 +193,18 @@ def test_scribbles_without_background_raise_and_leave_the_scene_unchanged(logic,
     assert list(workDirectory.iterdir()) == []
 
 
-def test_non_scalar_volume_raises_and_leaves_the_scene_unchanged(logic, case, scene, workDirectory):
+def test_volume_weakseg_cannot_read_raises_and_leaves_the_scene_unchanged(logic, case, scene, workDirectory):
     import vtk
 
     _, scribbleNode, _ = case
-    colourNode = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "Colour photo")
+    fieldNode = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "Two-value field")
     imageData = vtk.vtkImageData()
     imageData.SetDimensions(32, 28, 6)
-    imageData.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 3)
-    colourNode.SetAndObserveImageData(imageData)
+    imageData.AllocateScalars(vtk.VTK_FLOAT, 2)
+    fieldNode.SetAndObserveImageData(imageData)
     before = sceneState(scene)
-    with pytest.raises(WeakSegInputError, match="volume 'Colour photo'"):
-        logic.segmentFromScribbles(colourNode, scribbleNode, method="growcut")
+    with pytest.raises(WeakSegInputError, match="volume 'Two-value field' has 2 values per voxel"):
+        logic.segmentFromScribbles(fieldNode, scribbleNode, method="growcut")
     assert sceneState(scene) == before
     assert list(workDirectory.iterdir()) == []
 
@@ -326,7 +326,7 @@ def test_maag_training_uses_the_masks_of_other_volumes_as_the_shape_prior(logic,
     assert model["method"] == "maag"
     assert model["scribbled"] == ["Both-case", "Scribbled-case"]  # trained from scribbles only ...
     assert model["masked"] == []  # ... never from their own masks
-    assert model["unpaired"] == ["unpaired-Masked-case_label.nii.gz"]
+    assert model["unpaired"] == ["unpaired-Masked-case_label.nrrd"]
 
     with pytest.raises(WeakSegInputError, match="needs full masks of other volumes"):
         logic.trainCohort([scribbled, both], tmp_path / "maag.pt", method="maag")
@@ -382,7 +382,7 @@ def test_transfer_training_takes_source_masks_and_target_image_labels(logic, sce
                                               method="transfer")).read_text())
     assert model["method"] == "transfer"
     assert model["cases"] == ["Target-case"] and model["masked"] == []  # the target's data folder
-    assert model["source"] == ["Source-case_label.nii.gz"]  # the source's masks, in their own folder
+    assert model["source"] == ["Source-case_label.nrrd"]  # the source's masks, in their own folder
     assert model["image_labels"] == ["case,label,first_slice,last_slice", "Target-case,LV,0,2"]
 
     logic.setMaskSegmentation(source, None)
@@ -568,7 +568,7 @@ def test_shape_gan_training_takes_a_shape_model_or_the_masks_of_other_volumes(lo
 
     model = json.loads(Path(logic.trainCohort(logic.volumeNodes(), tmp_path / "unpaired.pt", method="shape-gan")).read_text())
     assert model["cases"] == ["Plain-case", "Scribbled-case"] and model["shape_model"] is None
-    assert model["unpaired"] == ["unpaired-Masked-case_label.nii.gz"]
+    assert model["unpaired"] == ["unpaired-Masked-case_label.nrrd"]
 
     with pytest.raises(WeakSegInputError, match="needs a shape model"):
         logic.trainCohort([plain], tmp_path / "none.pt", method="shape-gan")

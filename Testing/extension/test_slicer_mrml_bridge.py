@@ -149,16 +149,19 @@ def test_labelmap_to_segments_round_trip_and_segments_own_their_voxels(scene):
     assert segmentationNode.GetSegmentation().GetSegment(lvId).GetColor() == pytest.approx((1, 0, 0))
 
 
-def test_non_scalar_volume_is_refused_by_name(scene):
+@pytest.mark.parametrize("nodeClass, components", [("vtkMRMLVectorVolumeNode", 2), ("vtkMRMLScalarVolumeNode", 3)])
+def test_volumes_with_other_values_per_voxel_are_refused_by_name(scene, nodeClass, components):
     import vtk
 
-    vectorNode = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "Colour photo")
+    node = scene.AddNewNodeByClass(nodeClass, "Field")
     imageData = vtk.vtkImageData()
     imageData.SetDimensions(4, 4, 1)
-    imageData.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 3)
-    vectorNode.SetAndObserveImageData(imageData)
-    with pytest.raises(WeakSegInputError, match="volume 'Colour photo'.*scalar"):
-        mrml_bridge.checkScalarVolume(vectorNode)
+    imageData.AllocateScalars(vtk.VTK_FLOAT, components)
+    node.SetAndObserveImageData(imageData)
+    with pytest.raises(WeakSegInputError, match=f"volume 'Field' has {components} values per voxel.*colour"):
+        mrml_bridge.checkImageVolume(node)
+    with pytest.raises(WeakSegInputError, match="LabelMapVolumeNode; WeakSeg needs a scalar"):
+        mrml_bridge.checkImageVolume(scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels"))
 
 
 def test_image_labels_are_stored_as_node_attributes(scene):

@@ -9,10 +9,10 @@ Each volume can carry
 
 :func:`writeTrainingFolder` lays the cohort out as the ``weakseg train`` command expects::
 
-    <case>_image.nii.gz      the volume (LPS geometry)
-    <case>_scribble.nii.gz   class codes, 255 = unlabelled: the training labels of the case
+    <case>_image.nrrd        the volume (LPS geometry; grey level or colour)
+    <case>_scribble.nrrd     class codes, 255 = unlabelled: the training labels of the case
                              (its full mask when it has one, else its scribbles)
-    <case>_label.nii.gz      the full mask, every voxel labelled  (volumes with a full mask)
+    <case>_label.nrrd        the full mask, every voxel labelled  (volumes with a full mask)
     image_labels.csv         case,label,first_slice,last_slice    (image-level labels)
 
 A full mask is the densest supervision a case can have, so it is also written as the case's
@@ -86,7 +86,7 @@ def setImageLabel(
     A new slice range replaces the ranges it overlaps. ``label=None`` clears the volume
     label, or the ranges overlapping the given slices.
     """
-    mrml_bridge.checkScalarVolume(volumeNode)
+    mrml_bridge.checkImageVolume(volumeNode)
     volumeLabel, ranges = mrml_bridge.readImageLabels(volumeNode)
     if label is not None:
         label = checkImageLabel(volumeNode, label, classNames)
@@ -336,7 +336,7 @@ def writeTrainingFolder(rows: Sequence[CohortRow], folder: str | os.PathLike, cl
     for row in rows:
         if not row.hasSupervision:
             continue
-        mrml_bridge.checkScalarVolume(row.volumeNode)
+        mrml_bridge.checkImageVolume(row.volumeNode)
         scribbles = (
             mrml_bridge.segmentationToLabelmap(row.scribbleNode, row.volumeNode, classNames)
             if row.scribbleNode is not None else None
@@ -356,10 +356,10 @@ def writeTrainingFolder(rows: Sequence[CohortRow], folder: str | os.PathLike, cl
     folder.mkdir(parents=True, exist_ok=True)
     labelLines = []
     for case, row, scribbles, mask in planned:
-        mrml_bridge.writeVolumeFile(row.volumeNode, folder / f"{case}_image.nii.gz")
+        mrml_bridge.writeVolumeFile(row.volumeNode, folder / f"{case}_image{mrml_bridge.FILE_SUFFIX}")
         for suffix, labels in (("scribble", scribbles), ("label", mask)):
             if labels is not None:
-                _writeLabelmap(labels, row.volumeNode, folder / f"{case}_{suffix}.nii.gz")
+                _writeLabelmap(labels, row.volumeNode, folder / f"{case}_{suffix}{mrml_bridge.FILE_SUFFIX}")
         for entry in labelRows([row.volumeNode]):
             labelLines.append({**entry, "case": case})
     with open(folder / IMAGE_LABELS_FILE, "w", newline="", encoding="utf-8") as handle:
@@ -404,30 +404,30 @@ def splitForShapeGan(rows: Sequence[CohortRow], shapeModel: str) -> tuple[list[C
 
 
 def writeImageFolder(rows: Sequence[CohortRow], folder: str | os.PathLike) -> dict[str, object]:
-    """Write the volumes of ``rows`` as ``<case>_image.nii.gz`` (no labels); returns case name -> volume node."""
+    """Write the volumes of ``rows`` as ``<case>_image.nrrd`` (no labels); returns case name -> volume node."""
     folder = Path(folder)
     taken: set[str] = set()
     for row in rows:
-        mrml_bridge.checkScalarVolume(row.volumeNode)
+        mrml_bridge.checkImageVolume(row.volumeNode)
     cases = {caseName(row.volumeNode.GetName(), taken): row.volumeNode for row in rows}
     folder.mkdir(parents=True, exist_ok=True)
     for case, volumeNode in cases.items():
-        mrml_bridge.writeVolumeFile(volumeNode, folder / f"{case}_image.nii.gz")
+        mrml_bridge.writeVolumeFile(volumeNode, folder / f"{case}_image{mrml_bridge.FILE_SUFFIX}")
     return cases
 
 
 def writeUnpairedMasks(rows: Sequence[CohortRow], folder: str | os.PathLike, classNames: Sequence[str]) -> list[str]:
-    """Write the masks of ``rows`` as ``unpaired-<case>_label.nii.gz`` for ``--unpaired-masks``; returns the cases."""
+    """Write the masks of ``rows`` as ``unpaired-<case>_label.nrrd`` for ``--unpaired-masks``; returns the cases."""
     folder = Path(folder)
     taken: set[str] = set()
     planned = []
     for row in rows:
-        mrml_bridge.checkScalarVolume(row.volumeNode)
+        mrml_bridge.checkImageVolume(row.volumeNode)
         labels = mrml_bridge.segmentationToLabelmap(row.maskNode, row.volumeNode, classNames, fillValue=0)
         planned.append((f"unpaired-{caseName(row.volumeNode.GetName(), taken)}", row, labels))
     folder.mkdir(parents=True, exist_ok=True)
     for case, row, labels in planned:
-        _writeLabelmap(labels, row.volumeNode, folder / f"{case}_label.nii.gz")
+        _writeLabelmap(labels, row.volumeNode, folder / f"{case}_label{mrml_bridge.FILE_SUFFIX}")
     return [case for case, _, _ in planned]
 
 

@@ -173,7 +173,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         "background" is added in front when ``classNames`` does not name it, as the GUI does:
         ``["LV", "RV"]`` gives the segments background, LV, RV.
         """
-        mrml_bridge.checkScalarVolume(volumeNode)
+        mrml_bridge.checkImageVolume(volumeNode)
         named = [str(className).strip() for className in classNames]
         classNames = mrml_bridge.checkClassNames(
             [BACKGROUND] + [className for className in named if className.lower() != BACKGROUND], "scribble classes"
@@ -228,11 +228,11 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         255 elsewhere. Nothing in the scene changes.
 
         Raises:
-            WeakSegInputError: naming the node at fault, for a non-scalar volume, a node that
+            WeakSegInputError: naming the node at fault, for a volume WeakSeg cannot read, a node that
                 is not a segmentation, different transforms, no "background" segment, segments
                 on another grid, or too few scribbled classes.
         """
-        mrml_bridge.checkScalarVolume(volumeNode)
+        mrml_bridge.checkImageVolume(volumeNode)
         if scribbleSegmentationNode is None or not scribbleSegmentationNode.IsA("vtkMRMLSegmentationNode"):
             raise WeakSegInputError(f"{describeNode(scribbleSegmentationNode)} is not a segmentation; select the scribbles")
         if volumeNode.GetTransformNodeID() != scribbleSegmentationNode.GetTransformNodeID():
@@ -405,7 +405,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
     # -- cohort --------------------------------------------------------------------------------
 
     def volumeNodes(self) -> list:
-        """Scalar volumes of the scene (labelmaps excluded), in scene order."""
+        """Grey-level and colour volumes of the scene (labelmaps excluded), in scene order."""
         nodes = []
         for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
             node = self.scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
@@ -529,7 +529,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         if not volumeNodes:
             raise WeakSegInputError("no volume selected to apply the model to")
         for volumeNode in volumeNodes:
-            mrml_bridge.checkScalarVolume(volumeNode)
+            mrml_bridge.checkImageVolume(volumeNode)
         self.checkDependencies()
         work = self._workDirectory("predict")
         (work / "inputs").mkdir()
@@ -537,7 +537,7 @@ class WeakSegLogic(ScriptedLoadableModuleLogic):
         cases = {cohort_labels.caseName(node.GetName(), taken): node for node in volumeNodes}
         inputs = []
         for case, volumeNode in cases.items():
-            inputs.append(str(work / "inputs" / f"{case}.nrrd"))
+            inputs.append(str(work / "inputs" / f"{case}{mrml_bridge.FILE_SUFFIX}"))
             mrml_bridge.writeVolumeFile(volumeNode, inputs[-1])
         command = [*self.cliCommand, "predict", str(modelPath), *inputs, "--out", str(work / "outputs"),
                    "--format", ".seg.nrrd", "--progress", "lines", *extraArguments]

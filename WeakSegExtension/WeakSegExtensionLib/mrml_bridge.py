@@ -32,6 +32,11 @@ from WeakSegExtensionLib.errors import WeakSegInputError
 from WeakSegExtensionLib.library_contract import BACKGROUND, UNLABELLED
 
 GEOMETRY_TOLERANCE = 1e-3
+# Values per voxel of a colour volume WeakSeg reads: RGB, or RGBA whose alpha it drops.
+COLOUR_COMPONENTS = (3, 4)
+# Files handed to the command line are NRRD: NIfTI stores a one-slice colour volume (a photograph)
+# as a 2D image and loses its slice position and 3D direction.
+FILE_SUFFIX = ".nrrd"
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 IMAGE_LABEL_ATTRIBUTE = "WeakSeg.ImageLabel"
 SLICE_LABELS_ATTRIBUTE = "WeakSeg.SliceLabels"
@@ -137,22 +142,30 @@ class VolumeGeometry:
         return found
 
 
-def checkScalarVolume(volumeNode) -> None:
-    """Raise :class:`WeakSegInputError` unless ``volumeNode`` is a single-component scalar volume with voxels."""
+def checkImageVolume(volumeNode) -> None:
+    """Raise :class:`WeakSegInputError` unless ``volumeNode`` is a volume with voxels that WeakSeg reads.
+
+    That is a scalar (grey-level) volume, or a colour vector volume with RGB or RGBA voxels, as
+    Slicer loads a photograph (PNG, JPEG); the alpha channel is not used. Labelmaps and volumes
+    with other numbers of values per voxel (diffusion, displacement fields) are refused.
+    """
     if volumeNode is None:
         raise WeakSegInputError("no input volume selected")
     if not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
         raise WeakSegInputError(
-            f"{describeNode(volumeNode)} is a {volumeNode.GetClassName()}; WeakSeg needs a scalar (grey-level) volume"
+            f"{describeNode(volumeNode)} is a {volumeNode.GetClassName()}; WeakSeg needs a scalar (grey-level) "
+            "or colour volume"
         )
     imageData = volumeNode.GetImageData()
     if imageData is None or imageData.GetPointData().GetScalars() is None:
         raise WeakSegInputError(f"{describeNode(volumeNode)} has no voxels")
-    if imageData.GetNumberOfScalarComponents() != 1:
-        raise WeakSegInputError(
-            f"{describeNode(volumeNode)} has {imageData.GetNumberOfScalarComponents()} values per voxel; "
-            "WeakSeg needs a scalar volume (convert colour images to grey level first)"
-        )
+    components = imageData.GetNumberOfScalarComponents()
+    if components == 1 or (volumeNode.IsA("vtkMRMLVectorVolumeNode") and components in COLOUR_COMPONENTS):
+        return
+    raise WeakSegInputError(
+        f"{describeNode(volumeNode)} has {components} values per voxel; WeakSeg needs a scalar (grey-level) volume "
+        "or a colour (RGB) vector volume"
+    )
 
 
 def volumeGeometry(volumeNode) -> VolumeGeometry:
@@ -169,16 +182,23 @@ def volumeGeometry(volumeNode) -> VolumeGeometry:
 
 
 def arrayFromVolumeNode(volumeNode) -> np.ndarray:
-    """A copy of the voxels of a scalar volume, shape ``(Z, Y, X)``, in the volume's own type."""
-    checkScalarVolume(volumeNode)
+    """A copy of the voxels in the volume's own type: ``(Z, Y, X)``, or ``(Z, Y, X, 3)`` for a colour volume.
+
+    A colour volume's channels are red, green, blue; an alpha channel is dropped.
+    """
+    checkImageVolume(volumeNode)
     geometry = volumeGeometry(volumeNode)
-    scalars = numpy_support.vtk_to_numpy(volumeNode.GetImageData().GetPointData().GetScalars())
-    return scalars.reshape(geometry.shape).copy()
+    imageData = volumeNode.GetImageData()
+    scalars = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars())
+    components = imageData.GetNumberOfScalarComponents()
+    if components == 1:
+        return scalars.reshape(geometry.shape).copy()
+    return scalars.reshape(tuple(geometry.shape) + (components,))[..., :3].copy()
 
 
 def imageFromArray(array: np.ndarray, geometry: VolumeGeometry) -> sitk.Image:
-    """Wrap a ``(Z, Y, X)`` array as a SimpleITK image with ``geometry`` in LPS."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    """Wrap a ``(Z, Y, X)`` array, or ``(Z, Y, X, C)`` with C values per voxel, as a SimpleITK image with ``geometry`` in LPS."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=array.ndim == 4)
     origin, spacing, direction = geometry.toSitkGeometry()
     image.SetOrigin(origin)
     image.SetSpacing(spacing)
@@ -206,12 +226,12 @@ def updateVolumeNodeFromImage(volumeNode, image: sitk.Image) -> None:
 
 
 def writeImageFile(image: sitk.Image, path: str | os.PathLike) -> None:
-    """Write an image for the command line; ``.gz`` names are compressed."""
-    sitk.WriteImage(image, str(path), useCompression=str(path).endswith(".gz"))
+    """Write an image for the command line, compressed (NRRD's gzip encoding, or ``.nii.gz``)."""
+    sitk.WriteImage(image, str(path), useCompression=True)
 
 
 def writeVolumeFile(volumeNode, path: str | os.PathLike) -> None:
-    """Write a scalar volume (NRRD, NIfTI, ... by suffix) with correct LPS geometry."""
+    """Write a grey-level or colour volume (NRRD, NIfTI, ... by suffix) with correct LPS geometry."""
     writeImageFile(imageFromVolumeNode(volumeNode), path)
 
 
