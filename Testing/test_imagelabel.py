@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 
 from weakseg.cli import main
-from weakseg.data import cohort_intensities
+from weakseg.data import MedianScaling, cohort_intensities, normalise_by_median, normalise_intensity
 from weakseg.errors import WeakSegInputError
 from weakseg.image_labels import slice_labels_from_mask
 from weakseg.methods.imagelabel import ImageLabelConfig
@@ -88,6 +88,34 @@ def test_colour_pictures_are_normalised_by_the_training_cohort_in_training_and_p
     np.testing.assert_allclose(probabilities[:, 0], expected[0].numpy(), atol=1e-5)
     per_volume = train_image_label_model(volumes, CLASSES, ImageLabelConfig(**TINY, normalisation="volume"))
     assert per_volume.intensities is None
+
+
+def test_median_normalisation_keeps_healthy_tissue_at_one_level_however_each_slice_was_stretched():
+    rows, cols = np.mgrid[:32, :32]
+    brain = (rows - 16) ** 2 + (cols - 16) ** 2 <= 14 ** 2
+    tumour = (rows - 12) ** 2 + (cols - 18) ** 2 <= 5 ** 2
+    # slices stretched to their own range: the tumour at 255 darkens the brain to 90; alone, the brain reaches 200
+    with_tumour = np.where(tumour, 255.0, np.where(brain, 90.0, 0.0))[None, None]
+    healthy = np.where(brain, 200.0, 0.0)[None, None]
+    by_median = [normalise_by_median(image)[0, 0] for image in (with_tumour, healthy)]
+    assert by_median[0][brain & ~tumour].mean() == pytest.approx(0.0) == by_median[1][brain].mean()
+    assert by_median[0][tumour].min() > 1.5 and by_median[1].max() == pytest.approx(0.0)
+    assert by_median[0][~brain].max() == by_median[1][~brain].max() == pytest.approx(-1.0)
+    by_z_score = [normalise_intensity(image)[0, 0] for image in (with_tumour, healthy)]
+    assert by_z_score[1][brain].mean() - by_z_score[0][brain & ~tumour].mean() > 0.3  # what the median removes
+
+
+def test_median_normalisation_is_kept_in_the_model_file_and_used_at_prediction(tmp_path):
+    volumes = _two_labelled_volumes()
+    path = tmp_path / "median.pt"
+    model = train_image_label_model(volumes, CLASSES, ImageLabelConfig(**TINY, normalisation="median"), out_path=path)
+    loaded = load_image_label_model(path)
+    assert model.intensities == loaded.intensities == MedianScaling()
+    image = 50.0 + 40.0 * volumes[0].array  # another scanner's scale: median scaling does not see it
+    _, probabilities = segment_volume(loaded, image, (1.0, 1.0, 1.0), crf=False, appearance=False)
+    expected = predict_slices(loaded, prepare_slices(volumes[0].array - volumes[0].array.min(), TINY["image_size"],
+                                                     intensities=MedianScaling()))
+    np.testing.assert_allclose(probabilities[:, 0], expected[0].numpy(), atol=1e-4)
 
 
 def test_dataset_class_balance_trains_and_is_stored(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Union
 
 import numpy as np
 import torch
@@ -74,21 +75,67 @@ def cohort_intensities(arrays: Sequence[np.ndarray], samples_per_image: int = 1_
                              tuple(np.maximum(clipped.std(axis=1), 1e-6).tolist()))
 
 
-def normalise_with(array: np.ndarray, intensities: CohortIntensities | None) -> np.ndarray:
-    """``array`` clipped and z-scored by the cohort's statistics, or by its own when ``intensities`` is None."""
+def normalise_by_median(array: np.ndarray) -> np.ndarray:
+    """Each channel's values above its minimum divided by its foreground median, minus 1.
+
+    The median tissue maps to 0 and the background to -1, whatever the image's scaling.
+    Unlike a z-score, the scale does not depend on how much bright lesion the image holds:
+    MRI slices exported one by one, each stretched to its own range (so that a tumour, the
+    brightest tissue, darkens the rest of its slice), keep their healthy tissue at one level.
+    Foreground: the values more than 2 % of the channel's range above its minimum.
+    """
+    result = np.empty_like(array, dtype=np.float32)
+    for channel in range(array.shape[0]):
+        values = np.asarray(array[channel], dtype=np.float32)
+        floor = float(values.min())
+        foreground = values[values > floor + 0.02 * (float(values.max()) - floor)]
+        median = float(np.median(foreground)) if foreground.size else 1.0
+        result[channel] = (values - floor) / max(median - floor, 1e-6) - 1.0
+    return result
+
+
+@dataclass(frozen=True)
+class MedianScaling:
+    """Normalise every image by its own foreground median (:func:`normalise_by_median`), stored in a model file."""
+
+    def as_dict(self) -> dict:
+        return {"kind": "median"}
+
+
+# How a model normalises its input (see training_intensities); None: each image by its own z-score.
+Normalisation = Union[CohortIntensities, MedianScaling, None]
+
+
+def stored_normalisation(values: dict | None) -> Normalisation:
+    """What a model file's ``metadata["intensities"]`` says to normalise by (None: each image by its own z-score)."""
+    if not values:
+        return None
+    if values.get("kind") == "median":
+        return MedianScaling()
+    return CohortIntensities.from_dict(values)
+
+
+def normalise_with(array: np.ndarray, intensities: Normalisation) -> np.ndarray:
+    """``array`` normalised as ``intensities`` says: by the cohort's statistics, by its own foreground median,
+    or (None) by its own clip and z-score."""
     if intensities is None:
         return normalise_intensity(array)
+    if isinstance(intensities, MedianScaling):
+        return normalise_by_median(array)
     shape = (-1,) + (1,) * (array.ndim - 1)
     low, high, mean, std = (np.asarray(values, dtype=np.float32).reshape(shape) for values in
                             (intensities.low, intensities.high, intensities.mean, intensities.std))
     return ((np.clip(np.asarray(array, dtype=np.float32), low, high) - mean) / std).astype(np.float32)
 
 
-def training_intensities(arrays: Sequence[np.ndarray], normalisation: str) -> CohortIntensities | None:
-    """What a run normalises by: the cohort statistics of ``arrays``, or None for per-volume normalisation.
+def training_intensities(arrays: Sequence[np.ndarray], normalisation: str) -> Normalisation:
+    """What a run normalises by, from the ``normalisation`` setting and the training ``arrays``.
 
-    ``normalisation``: ``volume``, ``cohort``, or ``auto`` (cohort when every array is a colour picture).
+    ``volume``: None (each image by its own z-score); ``median``: :class:`MedianScaling`;
+    ``cohort``: the statistics of ``arrays``; ``auto``: cohort when every array is a colour picture, else volume.
     """
+    if normalisation == "median":
+        return MedianScaling()
     if normalisation == "volume" or (normalisation == "auto" and not all(map(is_colour_picture, arrays))):
         return None
     return cohort_intensities(arrays)

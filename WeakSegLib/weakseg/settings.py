@@ -13,10 +13,11 @@ from typing import Any, Sequence, TypeVar
 
 from weakseg.errors import WeakSegInputError
 
-NORMALISATIONS = ("auto", "volume", "cohort")
+NORMALISATIONS = ("auto", "volume", "cohort", "median")
 NORMALISATION_HELP = ("intensity normalisation: volume (each image by its own statistics: MRI), cohort (one clip "
-                      "and z-score for all training images, kept in the model: photographs, CT), auto (cohort when "
-                      "every training image is a colour picture, else volume; see weakseg.data.training_intensities)")
+                      "and z-score for all training images, kept in the model: photographs, CT), median (each image "
+                      "divided by its foreground median: MRI slices each stretched to its own range), auto (cohort "
+                      "when every training image is a colour picture, else volume; see weakseg.data.training_intensities)")
 
 SettingsType = TypeVar("SettingsType", bound="StoredSettings")
 

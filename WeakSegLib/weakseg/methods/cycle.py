@@ -42,7 +42,7 @@ class CycleSettings(StoredSettings):
 
     Attributes:
         image_size: square side slices are resized to (multiple of 16).
-        normalisation: per volume, per training cohort, or ``auto``, as in
+        normalisation: per volume, per training cohort, by each image's median, or ``auto``, as in
             :class:`~weakseg.methods.imagelabel.ImageLabelConfig`.
         mirror_excess: add the brighter-than-mirror channel to the classifier's input (see
             :class:`~weakseg.methods.imagelabel.ImageLabelConfig`); the generators see the image alone.

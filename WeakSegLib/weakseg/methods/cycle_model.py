@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from weakseg.data import CohortIntensities, resize_images
+from weakseg.data import Normalisation, resize_images, stored_normalisation
 from weakseg.engine import load_model_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
@@ -43,7 +43,7 @@ class CycleModel:
     class_names: list[str]
     config: CycleSettings
     device: torch.device
-    intensities: CohortIntensities | None = None
+    intensities: Normalisation = None
 
     @property
     def num_classes(self) -> int:
@@ -121,8 +121,7 @@ def load_model(path: str, device: torch.device | str = "cpu", payload: dict | No
         segmenter = UNet2D(channels, 2, settings.segmenter_channels, settings.dropout)
         nn.ModuleDict({"classifier": classifier, "translation": translation, "segmenter": segmenter}).load_state_dict(
             payload["model"])
-        stored_intensities = metadata.get("intensities")
-        intensities = CohortIntensities.from_dict(stored_intensities) if stored_intensities else None
+        intensities = stored_normalisation(metadata.get("intensities"))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise WeakSegInputError(f"{path}: damaged cycle model ({type(error).__name__}: {error})") from None
     return CycleModel(classifier.to(device).eval(), translation.to_healthy.to(device).eval(),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from weakseg.data import CohortIntensities, augment, training_intensities
+from weakseg.data import Normalisation, augment, training_intensities
 from weakseg.engine import check_resume, load_checkpoint, restore_random_state, run_training, save_checkpoint
 from weakseg.errors import WeakSegInputError
 from weakseg.losses import partial_cross_entropy_and_dice
@@ -41,7 +41,7 @@ class _Run:
     """One run: the networks, the training slices, where the run stands and what it saves."""
 
     def __init__(self, settings: CycleSettings, class_names: list[str], slices: torch.Tensor, presence: torch.Tensor,
-                 image_channels: int, intensities: CohortIntensities | None, device: torch.device,
+                 image_channels: int, intensities: Normalisation, device: torch.device,
                  out_path: str | os.PathLike | None, metadata: dict) -> None:
         torch.manual_seed(settings.seed)
         classifier = CamClassifier(slices.shape[1], 1, settings.classifier_channels, settings.cam_top_fraction)

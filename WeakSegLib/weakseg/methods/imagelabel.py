@@ -37,7 +37,10 @@ class ImageLabelConfig(StoredSettings):
             one set of per-channel statistics over all training images, kept in the model
             (photographs, CT: there the labels rest on absolute colour or density, which a
             per-image z-score erases: a picture of healthy skin, z-scored alone, shows its
-            faint texture at the contrast of a mole); ``auto`` picks ``cohort`` when every
+            faint texture at the contrast of a mole); ``median`` divides each image by its own
+            foreground median (MRI slices each stretched to its own range, where a tumour darkens
+            the rest of its slice and a z-score would follow it:
+            :func:`weakseg.data.normalise_by_median`); ``auto`` picks ``cohort`` when every
             training image is a colour picture, ``volume`` otherwise
             (:func:`weakseg.data.training_intensities`).
         mirror_excess: add, for every channel, how much brighter each pixel is than its

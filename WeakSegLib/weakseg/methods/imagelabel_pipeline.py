@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weakseg.data import (CohortIntensities, augment, normalise_intensity, normalise_with, resize_images,
+from weakseg.data import (Normalisation, augment, normalise_intensity, normalise_with, resize_images, stored_normalisation,
                           training_intensities, volume_to_slices)
 from weakseg.inference import check_channels, flip_averaged_softmax, to_image_grid
 from weakseg.engine import check_resume, load_checkpoint, load_model_checkpoint, run_training, save_checkpoint
@@ -94,7 +94,7 @@ class ImageLabelModel:
     class_names: list[str]
     config: ImageLabelConfig
     device: torch.device
-    intensities: CohortIntensities | None = None
+    intensities: Normalisation = None
 
     @property
     def num_classes(self) -> int:
@@ -105,7 +105,7 @@ class ImageLabelModel:
 
 
 def prepare_slices(array: np.ndarray, size: int, mirror_excess: bool = False,
-                   intensities: CohortIntensities | None = None) -> torch.Tensor:
+                   intensities: Normalisation = None) -> torch.Tensor:
     """``(C, Z, Y, X)`` intensities -> normalised slices ``(Z, C', size, size)`` float32.
 
     Normalised per volume, or by a cohort's ``intensities`` when given
@@ -125,7 +125,7 @@ def _network_input(normalised: np.ndarray, size: int, mirror_excess: bool) -> to
 
 
 def _labelled_slices(volumes: Sequence[LabelledVolume], class_names: list[str], size: int, mirror_excess: bool,
-                     intensities: CohortIntensities | None = None):
+                     intensities: Normalisation = None):
     """Labelled slices of all volumes: images ``(N, C, S, S)``, presence ``(N, K - 1)`` float, volume ``(N,)`` index.
 
     ``intensities``: normalise by these cohort statistics instead of per volume (:func:`prepare_slices`)."""
@@ -438,8 +438,7 @@ def load_image_label_model(
                            tuple(segmenter_config["channels"]), float(segmenter_config["dropout"]))
         nn.ModuleDict({"classifier": classifier, "segmenter": segmenter}).load_state_dict(payload["model"])
         config = ImageLabelConfig.from_dict(metadata["config"])
-        stored_intensities = metadata.get("intensities")
-        intensities = CohortIntensities.from_dict(stored_intensities) if stored_intensities else None
+        intensities = stored_normalisation(metadata.get("intensities"))
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise WeakSegInputError(f"{path}: damaged image-label model ({type(error).__name__}: {error})") from None
     classifier.to(device).eval()
