@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 
 from weakseg.cli import main
-from weakseg.data import (cohort_intensities, is_colour_picture, normalise_intensity, normalise_with,
+from weakseg.data import (MedianScaling, cohort_intensities, is_colour_picture, normalise_intensity, normalise_with,
                           training_intensities)
 from weakseg.engine import load_checkpoint
 from weakseg.errors import CancelledError, WeakSegInputError
@@ -150,7 +150,7 @@ def test_cohort_normalisation_keeps_the_contrast_between_pictures_that_a_per_ima
     assert not is_colour_picture(lesion[:1])
 
 
-def test_colour_pictures_train_on_cohort_intensities_that_the_model_file_keeps(tmp_path):
+def test_the_model_file_keeps_the_normalisation_it_trained_with_cohort_for_colour_pictures(tmp_path):
     volumes = [LabelledVolume(f"p{index}", _skin_picture(index, index % 2 == 0),
                               [frozenset({"lesion"}) if index % 2 == 0 else frozenset()]) for index in range(6)]
     colour = [volume.array for volume in volumes]
@@ -170,6 +170,10 @@ def test_colour_pictures_train_on_cohort_intensities_that_the_model_file_keeps(t
     assert not torch.allclose(slices, prepare_slices(picture, 32))
     train_cycle_model(volumes, CLASSES, CycleSettings(**quick, normalisation="volume"), out_path=path)
     assert load_model(str(path)).intensities is None
+    train_cycle_model(volumes, CLASSES, CycleSettings(**quick, normalisation="median"), out_path=path)
+    model = load_model(str(path))
+    assert model.intensities == MedianScaling() == training_intensities(colour, "median")
+    assert torch.equal(image_slices(model, picture)[0], prepare_slices(picture, 32, intensities=MedianScaling()))
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path):
